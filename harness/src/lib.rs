@@ -1,0 +1,11 @@
+//! sockharness: scripted scenarios on real kernel sockets.
+//!
+//! Layers, from the bottom:
+//!
+//! - [`script`]: the scenario language (lexer, parser, diagnostics, model, printer). No sockets.
+//! - [`trace`]: the event trace a run records, rendered as text for snapshots or as JSON. No
+//!   sockets.
+//! - [`run`]: the executor, which plays a scenario on real TCP sockets with deadlines.
+//! - [`report`]: failure reports and run summaries.
+
+pub mod script;

@@ -1,0 +1,417 @@
+//! The scenario model: what a parsed `.scenario` file means, as plain data.
+//!
+//! Rust code can build the same model directly with [`ScenarioBuilder`], so tests and generators
+//! need no text. Two models compare equal when they mean the same thing: source locations are
+//! carried alongside ([`Step::origin`]) but are not part of the comparison.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+
+/// A whole scenario: its settings and its statements, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scenario {
+    /// The file's settings (`timeout`, `tolerance`, `sysctl`).
+    pub settings: Settings,
+    /// The statements, in the order they run.
+    pub steps: Vec<Step>,
+}
+
+/// Settings that apply to the whole scenario.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// Deadline of every blocking statement (`timeout DUR`); `None` means the default.
+    pub timeout: Option<Duration>,
+    /// Absolute timing slack (`tolerance DUR`); `None` means the default.
+    pub tolerance: Option<Duration>,
+    /// Network sysctls for the scenario's private namespace, in file order.
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// One statement with its modifiers: an optional background handle and an optional expectation.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// What the statement does.
+    pub statement: Statement,
+    /// `&H`: run in the background under this handle.
+    pub background: Option<String>,
+    /// `== RESULT [within DUR]` or `within DUR`.
+    pub expect: Option<Expectation>,
+    /// Where the statement came from, when it was parsed from text.
+    pub origin: Option<Origin>,
+}
+
+impl PartialEq for Step {
+    fn eq(&self, other: &Self) -> bool {
+        // The origin says where a statement was written, not what it means.
+        self.statement == other.statement
+            && self.background == other.background
+            && self.expect == other.expect
+    }
+}
+
+/// The source location of a parsed statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// 1-based line number.
+    pub line: u32,
+    /// The statement's source text, without its comment.
+    pub text: String,
+}
+
+/// A socket operation or check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `listen L [on ADDR|NAME] [backlog=N] [OPTS]`.
+    Listen {
+        /// The listener's name.
+        name: String,
+        /// Where to bind.
+        on: Endpoint,
+        /// The listen(2) backlog; `None` means the default.
+        backlog: Option<u32>,
+        /// Socket options.
+        opts: SockOpts,
+    },
+    /// `connect C to L|ADDR [OPTS]`.
+    Connect {
+        /// The new socket's name.
+        name: String,
+        /// What to connect to.
+        to: Endpoint,
+        /// Socket options, set before connect().
+        opts: SockOpts,
+    },
+    /// `accept L as A`.
+    Accept {
+        /// The listener.
+        listener: String,
+        /// The accepted socket's name.
+        name: String,
+    },
+    /// `send S DATA ...` or `write S DATA ...`.
+    Send {
+        /// The socket.
+        socket: String,
+        /// The bytes to write.
+        data: Data,
+        /// Blocking (optionally chunked) or one non-blocking call.
+        mode: SendMode,
+        /// send(2) or write(2).
+        call: IoCall,
+    },
+    /// `recv S ...` or `read S ...`.
+    Recv {
+        /// The socket.
+        socket: String,
+        /// How much to read and when to stop.
+        mode: RecvMode,
+        /// recv(2) or read(2).
+        call: IoCall,
+    },
+    /// `shutdown S read|write|both`.
+    Shutdown {
+        /// The socket.
+        socket: String,
+        /// Which direction.
+        how: ShutdownHow,
+    },
+    /// `close S`.
+    Close {
+        /// The socket or listener.
+        socket: String,
+    },
+    /// `abort S`: close with SO_LINGER {on, 0}, so the peer gets RST.
+    Abort {
+        /// The socket.
+        socket: String,
+    },
+    /// `set S OPT...`.
+    Set {
+        /// The socket or listener.
+        socket: String,
+        /// The options to set.
+        opts: SockOpts,
+    },
+    /// `sleep DUR`.
+    Sleep {
+        /// How long.
+        duration: Duration,
+    },
+    /// `wait H`: wait for a background statement and check its result.
+    Wait {
+        /// The handle.
+        handle: String,
+    },
+    /// `expect H pending [for DUR]`.
+    ExpectPending {
+        /// The handle.
+        handle: String,
+        /// How long it must stay pending; `None` checks once, now.
+        duration: Option<Duration>,
+    },
+    /// `expect S.PROP OP VALUE`.
+    ExpectProperty {
+        /// The socket or listener.
+        subject: String,
+        /// The property.
+        property: Property,
+        /// The comparison.
+        op: CompareOp,
+        /// The value compared against.
+        value: Value,
+    },
+}
+
+/// An address to bind or connect to: a literal, or a name whose address is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// An address literal such as `127.0.0.1:0` or `[::1]:0`.
+    Addr(SocketAddr),
+    /// The (local) address of a listener or socket of the scenario.
+    Name(String),
+}
+
+/// Socket options from `OPTS`; unset options keep the kernel's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SockOpts {
+    /// SO_RCVBUF, in bytes.
+    pub rcvbuf: Option<u64>,
+    /// SO_SNDBUF, in bytes.
+    pub sndbuf: Option<u64>,
+    /// TCP_NODELAY.
+    pub nodelay: bool,
+    /// SO_REUSEADDR.
+    pub reuseaddr: bool,
+    /// SO_REUSEPORT.
+    pub reuseport: bool,
+    /// SO_KEEPALIVE.
+    pub keepalive: bool,
+}
+
+impl SockOpts {
+    /// True when no option is set.
+    pub fn is_empty(&self) -> bool {
+        *self == SockOpts::default()
+    }
+}
+
+/// How a `send` writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendMode {
+    /// Write everything, blocking as the kernel blocks; optionally in `chunk`-sized pieces with
+    /// `gap` between them.
+    Blocking {
+        /// Piece size; `None` writes the data in one go.
+        chunk: Option<u64>,
+        /// Pause between pieces.
+        gap: Option<Duration>,
+    },
+    /// Exactly one non-blocking write call.
+    Nowait,
+}
+
+/// How a `recv` reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecvMode {
+    /// Exactly one read call with a buffer of this size.
+    Once {
+        /// Buffer size.
+        size: u64,
+        /// Non-blocking.
+        nowait: bool,
+    },
+    /// Read until this many bytes have arrived.
+    Exact(u64),
+    /// Read until these bytes have arrived (the result includes them).
+    Until(Data),
+    /// Read until end of stream.
+    All,
+}
+
+/// Which system call does the I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoCall {
+    /// send(2) / recv(2): the `send` and `recv` statements.
+    Socket,
+    /// write(2) / read(2) on the descriptor: the `write` and `read` statements.
+    File,
+}
+
+/// The direction of a `shutdown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownHow {
+    /// SHUT_RD.
+    Read,
+    /// SHUT_WR: sends FIN, the socket stays readable.
+    Write,
+    /// SHUT_RDWR.
+    Both,
+}
+
+/// A data literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    /// Literal bytes, from `"text"` or `hex"..."`.
+    Bytes(Vec<u8>),
+    /// `pattern(SIZE)`: byte *i* is `i mod 251`.
+    Pattern(u64),
+    /// `random(SIZE, seed=N)`: deterministic pseudo-random bytes.
+    Random {
+        /// Length in bytes.
+        size: u64,
+        /// Generator seed.
+        seed: u64,
+    },
+}
+
+/// What a statement is expected to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    /// `== RESULT`; `None` for a bare `within DUR`, which also requires success.
+    pub result: Option<Expected>,
+    /// `within DUR`.
+    pub within: Option<Duration>,
+}
+
+/// The RESULT of an expectation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// `ok`: the statement succeeded.
+    Ok,
+    /// `EOF`: a read returned 0 bytes.
+    Eof,
+    /// One of these errno names (`ECONNRESET|EPIPE`).
+    Errors(Vec<String>),
+    /// Exactly these bytes were read.
+    Data(Data),
+    /// This many bytes were written or read.
+    Size(u64),
+    /// Every byte the named socket has written so far.
+    Sent(String),
+}
+
+/// A property of a socket or listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Property {
+    /// The peer's address (or name).
+    Peer,
+    /// The local address.
+    Local,
+    /// The file descriptor number.
+    Fd,
+    /// The TCP state.
+    State,
+    /// Completed connections in a listener's accept queue.
+    Queued,
+    /// Bytes in the receive queue.
+    Unread,
+    /// Bytes in the send queue not yet acknowledged.
+    Unsent,
+}
+
+impl Property {
+    /// Every property, in documentation order.
+    pub const ALL: [Property; 7] = [
+        Property::Peer,
+        Property::Local,
+        Property::Fd,
+        Property::State,
+        Property::Queued,
+        Property::Unread,
+        Property::Unsent,
+    ];
+
+    /// The property's name in the language.
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::Peer => "peer",
+            Property::Local => "local",
+            Property::Fd => "fd",
+            Property::State => "state",
+            Property::Queued => "queued",
+            Property::Unread => "unread",
+            Property::Unsent => "unsent",
+        }
+    }
+
+    /// True for properties whose values are numbers (and so allow `<`, `<=`, `>`, `>=`).
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Property::Fd | Property::Queued | Property::Unread | Property::Unsent
+        )
+    }
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl CompareOp {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CompareOp::Eq => "==",
+            CompareOp::Ne => "!=",
+            CompareOp::Lt => "<",
+            CompareOp::Le => "<=",
+            CompareOp::Gt => ">",
+            CompareOp::Ge => ">=",
+        }
+    }
+
+    /// Applies the operator to two ordered values.
+    pub fn holds<T: PartialOrd>(self, left: &T, right: &T) -> bool {
+        match self {
+            CompareOp::Eq => left == right,
+            CompareOp::Ne => left != right,
+            CompareOp::Lt => left < right,
+            CompareOp::Le => left <= right,
+            CompareOp::Gt => left > right,
+            CompareOp::Ge => left >= right,
+        }
+    }
+}
+
+/// The right-hand side of a property comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// A number.
+    Number(u64),
+    /// A socket or listener of the scenario (its address), or a TCP state name.
+    Name(String),
+    /// Another property: `srv.local`.
+    Property(String, Property),
+    /// An address literal.
+    Addr(SocketAddr),
+}
+
+/// TCP states as Linux numbers them (`include/net/tcp_states.h`), by their language names.
+pub const TCP_STATES: [&str; 12] = [
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSED",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+    "NEW_SYN_RECV",
+];

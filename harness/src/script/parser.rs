@@ -1,0 +1,757 @@
+//! The parser: scenario text to [`Scenario`], collecting every problem it can find.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use super::diag::{Diagnostics, Problem, MAX_PROBLEMS};
+use super::lexer::{lex_line, Tok, Token};
+use super::model::*;
+use super::validate::{validate, Kind, NameRef};
+
+/// Statement and setting keywords, for "did you mean" hints.
+const KEYWORDS: &[&str] = &[
+    "timeout", "tolerance", "sysctl", "listen", "connect", "accept", "send", "write", "recv",
+    "read", "shutdown", "close", "abort", "set", "sleep", "wait", "expect",
+];
+
+const OPTIONS: &[&str] = &[
+    "rcvbuf", "sndbuf", "nodelay", "reuseaddr", "reuseport", "keepalive",
+];
+
+/// A parsed step with what validation needs to know about its names.
+pub(crate) struct ParsedStep {
+    pub(crate) step: Step,
+    pub(crate) names: Vec<NameRef>,
+    /// Span of the expectation, for problems with it.
+    pub(crate) expect_span: Option<Range<usize>>,
+}
+
+/// Parses a scenario file's bytes. `path` is used in diagnostics only.
+///
+/// ```
+/// let s = sockharness::script::parse("demo.scenario", b"listen srv\nconnect cli to srv\n").unwrap();
+/// assert_eq!(s.steps.len(), 2);
+///
+/// let err = sockharness::script::parse("demo.scenario", b"lisen srv\n").unwrap_err();
+/// assert!(err.to_string().starts_with("demo.scenario:1:1: error: unknown statement `lisen`"));
+/// assert!(err.to_string().contains("did you mean `listen`?"));
+/// ```
+pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
+    let mut source = String::with_capacity(input.len());
+    let mut problems = Vec::new();
+    let mut scenario = Scenario::default();
+    let mut parsed = Vec::new();
+    let mut seen_timeout = false;
+    let mut seen_tolerance = false;
+
+    for (index, raw) in input.split(|&b| b == b'\n').enumerate() {
+        let base = source.len();
+        let line = match std::str::from_utf8(raw) {
+            Ok(line) => line,
+            Err(e) => {
+                let good = String::from_utf8_lossy(&raw[..e.valid_up_to()]).len();
+                source.push_str(&String::from_utf8_lossy(raw));
+                source.push('\n');
+                problems.push(
+                    Problem::new(base + good..base + good + 1, "invalid UTF-8")
+                        .hint("scenario files are UTF-8 text; write bytes as \"\\xHH\" or hex\"..\""),
+                );
+                continue;
+            }
+        };
+        source.push_str(line);
+        source.push('\n');
+        let tokens = match lex_line(line, base) {
+            Ok(t) => t,
+            Err(p) => {
+                problems.push(p);
+                continue;
+            }
+        };
+        if tokens.is_empty() {
+            continue;
+        }
+        let mut p = LineParser {
+            toks: &tokens,
+            pos: 0,
+            eol: base + line.trim_end().len(),
+            line,
+            base,
+        };
+        let lineno = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        match p.line_item() {
+            Ok(Item::Timeout(d, span)) => {
+                if std::mem::replace(&mut seen_timeout, true) {
+                    problems.push(Problem::new(span, "`timeout` is set twice"));
+                }
+                scenario.settings.timeout = Some(d);
+            }
+            Ok(Item::Tolerance(d, span)) => {
+                if std::mem::replace(&mut seen_tolerance, true) {
+                    problems.push(Problem::new(span, "`tolerance` is set twice"));
+                }
+                scenario.settings.tolerance = Some(d);
+            }
+            Ok(Item::Sysctl(k, v)) => scenario.settings.sysctls.push((k, v)),
+            Ok(Item::Step(mut ps)) => {
+                let first = tokens[0].span.start - base;
+                let last = tokens[tokens.len() - 1].span.end - base;
+                let text = line[first..last].to_string();
+                ps.step.origin = Some(Origin { line: lineno, text });
+                parsed.push(ps);
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+
+    problems.extend(validate(&parsed));
+    scenario.steps = parsed.into_iter().map(|p| p.step).collect();
+    if problems.is_empty() {
+        return Ok(scenario);
+    }
+    problems.sort_by_key(|p| p.span.start);
+    let omitted = problems.len().saturating_sub(MAX_PROBLEMS);
+    problems.truncate(MAX_PROBLEMS);
+    Err(Diagnostics {
+        path: path.to_string(),
+        source,
+        problems,
+        omitted,
+    })
+}
+
+enum Item {
+    Timeout(Duration, Range<usize>),
+    Tolerance(Duration, Range<usize>),
+    Sysctl(String, String),
+    Step(ParsedStep),
+}
+
+struct LineParser<'a> {
+    toks: &'a [Token],
+    pos: usize,
+    /// Offset of the end of the line's text, where "expected ..." at end of line points.
+    eol: usize,
+    line: &'a str,
+    base: usize,
+}
+
+type PResult<T> = Result<T, Problem>;
+
+impl LineParser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|t| &t.tok)
+    }
+
+    fn peek_at(&self, k: usize) -> Option<&Tok> {
+        self.toks.get(self.pos + k).map(|t| &t.tok)
+    }
+
+    fn span(&self) -> Range<usize> {
+        self.toks
+            .get(self.pos)
+            .map_or(self.eol..self.eol + 1, |t| t.span.clone())
+    }
+
+    fn prev_span(&self) -> Range<usize> {
+        self.toks[self.pos.saturating_sub(1)].span.clone()
+    }
+
+    fn found(&self) -> String {
+        self.peek()
+            .map_or_else(|| "end of line".to_string(), Tok::describe)
+    }
+
+    fn error(&self, expected: &str) -> Problem {
+        Problem::new(self.span(), format!("expected {expected}, found {}", self.found()))
+    }
+
+    fn at_ident(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Tok::Ident(s)) if s == word)
+    }
+
+    fn at_punct(&self, p: &str) -> bool {
+        matches!(self.peek(), Some(Tok::Punct(q)) if *q == p)
+    }
+
+    fn eat_ident(&mut self, word: &str) -> bool {
+        let at = self.at_ident(word);
+        if at {
+            self.pos += 1;
+        }
+        at
+    }
+
+    fn eat_punct(&mut self, p: &str) -> bool {
+        let at = self.at_punct(p);
+        if at {
+            self.pos += 1;
+        }
+        at
+    }
+
+    fn keyword(&mut self, word: &str) -> PResult<()> {
+        if self.eat_ident(word) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("`{word}`")))
+        }
+    }
+
+    fn punct(&mut self, p: &str) -> PResult<()> {
+        if self.eat_punct(p) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("`{p}`")))
+        }
+    }
+
+    fn name(&mut self, what: &str) -> PResult<(String, Range<usize>)> {
+        match self.peek() {
+            Some(Tok::Ident(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok((s, self.prev_span()))
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
+    fn number_text(&mut self, what: &str) -> PResult<(String, Range<usize>)> {
+        match self.peek() {
+            Some(Tok::Number(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok((s, self.prev_span()))
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
+    fn duration(&mut self) -> PResult<Duration> {
+        let (text, span) = self.number_text("a duration such as `250ms`")?;
+        parse_duration(&text).map_err(|m| {
+            Problem::new(span, m).hint("durations are a number and `us`, `ms` or `s`: `1.5s`")
+        })
+    }
+
+    fn size(&mut self) -> PResult<u64> {
+        let (text, span) = self.number_text("a size such as `64KiB`")?;
+        parse_size(&text).map_err(|m| {
+            Problem::new(span, m).hint("sizes are an integer with an optional `B`, `KiB`, `MiB` or `GiB`")
+        })
+    }
+
+    fn integer(&mut self, what: &str) -> PResult<u64> {
+        let (text, span) = self.number_text(what)?;
+        text.parse::<u64>()
+            .map_err(|_| Problem::new(span, format!("`{text}` is not a whole number")))
+    }
+
+    fn end(&self) -> PResult<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(Problem::new(
+                self.span(),
+                format!("unexpected {} at the end of the statement", self.found()),
+            )),
+        }
+    }
+
+    fn line_item(&mut self) -> PResult<Item> {
+        let (word, span) = match self.peek() {
+            Some(Tok::Ident(_)) => self.name("a statement")?,
+            _ => return Err(self.error("a statement")),
+        };
+        let mut names = Vec::new();
+        let statement = match word.as_str() {
+            "timeout" => {
+                let d = self.duration()?;
+                self.end()?;
+                return Ok(Item::Timeout(d, span));
+            }
+            "tolerance" => {
+                let d = self.duration()?;
+                self.end()?;
+                return Ok(Item::Tolerance(d, span));
+            }
+            "sysctl" => return self.sysctl(),
+            "listen" => {
+                let (name, nspan) = self.name("a listener name")?;
+                names.push(NameRef::def(name.clone(), nspan, Kind::Listener));
+                let mut on = Endpoint::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+                let mut backlog = None;
+                let mut opts = SockOpts::default();
+                loop {
+                    if self.eat_ident("on") {
+                        on = self.endpoint(&mut names)?;
+                    } else if self.eat_ident("backlog") {
+                        self.punct("=")?;
+                        let n = self.integer("a backlog such as `8`")?;
+                        backlog = Some(u32::try_from(n).map_err(|_| {
+                            Problem::new(self.prev_span(), "backlog is too large")
+                        })?);
+                    } else if !self.option(&mut opts)? {
+                        break;
+                    }
+                }
+                Statement::Listen { name, on, backlog, opts }
+            }
+            "connect" => {
+                let (name, nspan) = self.name("a socket name")?;
+                self.keyword("to")?;
+                let to = self.endpoint(&mut names)?;
+                names.push(NameRef::def(name.clone(), nspan, Kind::Socket));
+                let mut opts = SockOpts::default();
+                while self.option(&mut opts)? {}
+                Statement::Connect { name, to, opts }
+            }
+            "accept" => {
+                let (listener, lspan) = self.name("a listener name")?;
+                names.push(NameRef::uses(listener.clone(), lspan, &[Kind::Listener]));
+                self.keyword("as")?;
+                let (name, nspan) = self.name("a name for the accepted socket")?;
+                names.push(NameRef::def(name.clone(), nspan, Kind::Socket));
+                Statement::Accept { listener, name }
+            }
+            "send" | "write" => {
+                let socket = self.socket(&mut names)?;
+                let data = self.data(&mut names)?;
+                let mode = if self.eat_ident("nowait") {
+                    SendMode::Nowait
+                } else {
+                    let mut chunk = None;
+                    let mut gap = None;
+                    loop {
+                        if self.eat_ident("chunk") {
+                            self.punct("=")?;
+                            let (size, span) = (self.size()?, self.prev_span());
+                            if size == 0 {
+                                return Err(Problem::new(span, "`chunk` must be at least 1 byte"));
+                            }
+                            chunk = Some(size);
+                        } else if self.eat_ident("gap") {
+                            self.punct("=")?;
+                            gap = Some(self.duration()?);
+                        } else {
+                            break;
+                        }
+                    }
+                    if gap.is_some() && chunk.is_none() {
+                        return Err(Problem::new(span.start..self.prev_span().end, "`gap=` needs `chunk=`")
+                            .hint("add `chunk=SIZE`: the gap is the pause between pieces"));
+                    }
+                    SendMode::Blocking { chunk, gap }
+                };
+                let call = if word == "send" { IoCall::Socket } else { IoCall::File };
+                Statement::Send { socket, data, mode, call }
+            }
+            "recv" | "read" => {
+                let socket = self.socket(&mut names)?;
+                let mode = if self.eat_ident("exact") {
+                    RecvMode::Exact(self.size()?)
+                } else if self.eat_ident("until") {
+                    let data = self.data(&mut names)?;
+                    if data.is_empty() {
+                        return Err(Problem::new(self.prev_span(), "`until` needs at least one byte"));
+                    }
+                    RecvMode::Until(data)
+                } else if self.eat_ident("all") {
+                    RecvMode::All
+                } else if matches!(self.peek(), Some(Tok::Number(_))) {
+                    let size = self.size()?;
+                    if size == 0 {
+                        return Err(Problem::new(self.prev_span(), "a read buffer must hold at least 1 byte"));
+                    }
+                    RecvMode::Once { size, nowait: self.eat_ident("nowait") }
+                } else {
+                    return Err(self.error("a buffer size, `exact`, `until` or `all`"));
+                };
+                let call = if word == "recv" { IoCall::Socket } else { IoCall::File };
+                Statement::Recv { socket, mode, call }
+            }
+            "shutdown" => {
+                let socket = self.socket(&mut names)?;
+                let how = if self.eat_ident("read") {
+                    ShutdownHow::Read
+                } else if self.eat_ident("write") {
+                    ShutdownHow::Write
+                } else if self.eat_ident("both") {
+                    ShutdownHow::Both
+                } else {
+                    return Err(self.error("`read`, `write` or `both`"));
+                };
+                Statement::Shutdown { socket, how }
+            }
+            "close" => {
+                let (socket, s) = self.name("a socket or listener name")?;
+                names.push(NameRef::uses(socket.clone(), s, &[Kind::Socket, Kind::Listener]));
+                Statement::Close { socket }
+            }
+            "abort" => Statement::Abort { socket: self.socket(&mut names)? },
+            "set" => {
+                let (socket, s) = self.name("a socket or listener name")?;
+                names.push(NameRef::uses(socket.clone(), s, &[Kind::Socket, Kind::Listener]));
+                let mut opts = SockOpts::default();
+                if !self.option(&mut opts)? {
+                    return Err(self.error("an option such as `nodelay` or `rcvbuf=4KiB`"));
+                }
+                while self.option(&mut opts)? {}
+                Statement::Set { socket, opts }
+            }
+            "sleep" => Statement::Sleep { duration: self.duration()? },
+            "wait" => {
+                let (handle, s) = self.name("a background handle")?;
+                names.push(NameRef::uses(handle.clone(), s, &[Kind::Handle]));
+                Statement::Wait { handle }
+            }
+            "expect" => {
+                let statement = self.expect_statement(&mut names)?;
+                self.end()?;
+                return Ok(Item::Step(ParsedStep {
+                    step: Step { statement, background: None, expect: None, origin: None },
+                    names,
+                    expect_span: None,
+                }));
+            }
+            _ => return Err(unknown(&word, span, KEYWORDS, "statement")),
+        };
+
+        let mut background = None;
+        if self.eat_punct("&") {
+            let (h, s) = self.name("a handle name after `&`")?;
+            names.push(NameRef::def(h.clone(), s, Kind::Handle));
+            background = Some(h);
+        }
+        let start = self.span().start;
+        let expect = self.expectation(&mut names)?;
+        let expect_span = expect.as_ref().map(|_| start..self.prev_span().end);
+        self.end()?;
+        Ok(Item::Step(ParsedStep {
+            step: Step { statement, background, expect, origin: None },
+            names,
+            expect_span,
+        }))
+    }
+
+    fn sysctl(&mut self) -> PResult<Item> {
+        let start = self.span();
+        let Some(eq) = self.toks[self.pos..].iter().position(|t| t.tok == Tok::Punct("=")) else {
+            return Err(Problem::new(start, "expected `KEY=VALUE`")
+                .hint("for example `sysctl net.core.somaxconn=8`"));
+        };
+        let eq_span = self.toks[self.pos + eq].span.clone();
+        let key = &self.line[start.start - self.base..eq_span.start - self.base];
+        let value = self.line[eq_span.end - self.base..].split('#').next().unwrap_or("").trim();
+        let key_ok = !key.is_empty()
+            && key.split('.').all(|part| {
+                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !key_ok || key.trim() != key {
+            return Err(Problem::new(start.start..eq_span.start, format!("`{key}` is not a sysctl key"))
+                .hint("keys are dotted names such as `net.core.somaxconn`"));
+        }
+        if !key.starts_with("net.") {
+            return Err(Problem::new(start.start..eq_span.start, "only network sysctls (`net.*`) can be set")
+                .hint("they live in the scenario's private network namespace; others would change the host"));
+        }
+        if value.is_empty() {
+            return Err(Problem::new(eq_span, "missing sysctl value"));
+        }
+        Ok(Item::Sysctl(key.to_string(), value.to_string()))
+    }
+
+    fn socket(&mut self, names: &mut Vec<NameRef>) -> PResult<String> {
+        let (s, span) = self.name("a socket name")?;
+        names.push(NameRef::uses(s.clone(), span, &[Kind::Socket]));
+        Ok(s)
+    }
+
+    fn endpoint(&mut self, names: &mut Vec<NameRef>) -> PResult<Endpoint> {
+        match self.peek() {
+            Some(Tok::Addr(text)) => {
+                let text = text.clone();
+                self.pos += 1;
+                text.parse::<SocketAddr>().map(Endpoint::Addr).map_err(|_| {
+                    Problem::new(self.prev_span(), format!("`{text}` is not an address"))
+                        .hint("addresses are `127.0.0.1:8080` or `[::1]:8080`")
+                })
+            }
+            Some(Tok::Ident(_)) => {
+                let (n, span) = self.name("")?;
+                names.push(NameRef::uses(n.clone(), span, &[Kind::Listener, Kind::Socket]));
+                Ok(Endpoint::Name(n))
+            }
+            _ => Err(self.error("an address or a name")),
+        }
+    }
+
+    /// Parses one socket option if one is next; `Ok(false)` when the next token is not one.
+    fn option(&mut self, opts: &mut SockOpts) -> PResult<bool> {
+        let Some(Tok::Ident(word)) = self.peek() else {
+            return Ok(false);
+        };
+        let word = word.clone();
+        let span = self.span();
+        match word.as_str() {
+            "rcvbuf" | "sndbuf" => {
+                self.pos += 1;
+                self.punct("=")?;
+                let size = self.size()?;
+                let slot = if word == "rcvbuf" { &mut opts.rcvbuf } else { &mut opts.sndbuf };
+                *slot = Some(size);
+            }
+            "nodelay" => opts.nodelay = true,
+            "reuseaddr" => opts.reuseaddr = true,
+            "reuseport" => opts.reuseport = true,
+            "keepalive" => opts.keepalive = true,
+            "within" => return Ok(false),
+            _ => return Err(unknown(&word, span, OPTIONS, "option")),
+        }
+        if !matches!(word.as_str(), "rcvbuf" | "sndbuf") {
+            self.pos += 1;
+        }
+        Ok(true)
+    }
+
+    fn data(&mut self, names: &mut Vec<NameRef>) -> PResult<Data> {
+        let _ = names;
+        match self.peek().cloned() {
+            Some(Tok::Str(b)) | Some(Tok::Hex(b)) => {
+                self.pos += 1;
+                Ok(Data::Bytes(b))
+            }
+            Some(Tok::Ident(w)) if w == "pattern" => {
+                self.pos += 1;
+                self.punct("(")?;
+                let size = self.size()?;
+                self.punct(")")?;
+                Ok(Data::Pattern(size))
+            }
+            Some(Tok::Ident(w)) if w == "random" => {
+                self.pos += 1;
+                self.punct("(")?;
+                let size = self.size()?;
+                self.punct(",")?;
+                self.keyword("seed")?;
+                self.punct("=")?;
+                let seed = self.integer("a seed such as `1`")?;
+                self.punct(")")?;
+                Ok(Data::Random { size, seed })
+            }
+            _ => Err(self.error("data: \"text\", hex\"..\", pattern(SIZE) or random(SIZE, seed=N)")),
+        }
+    }
+
+    fn expectation(&mut self, names: &mut Vec<NameRef>) -> PResult<Option<Expectation>> {
+        let result = if self.eat_punct("==") {
+            Some(self.result(names)?)
+        } else {
+            None
+        };
+        let within = if self.eat_ident("within") {
+            Some(self.duration()?)
+        } else {
+            None
+        };
+        if result.is_none() && within.is_none() {
+            if let Some(Tok::Punct(p)) = self.peek() {
+                if matches!(*p, "!=" | "<" | "<=" | ">" | ">=" | "=") {
+                    return Err(Problem::new(self.span(), format!("a statement's result is checked with `==`, not `{p}`")));
+                }
+            }
+            return Ok(None);
+        }
+        Ok(Some(Expectation { result, within }))
+    }
+
+    fn result(&mut self, names: &mut Vec<NameRef>) -> PResult<Expected> {
+        match self.peek().cloned() {
+            Some(Tok::Ident(w)) if w == "ok" => {
+                self.pos += 1;
+                Ok(Expected::Ok)
+            }
+            Some(Tok::Ident(w)) if w == "EOF" => {
+                self.pos += 1;
+                Ok(Expected::Eof)
+            }
+            Some(Tok::Ident(w)) if w == "sent" && self.peek_at(1) == Some(&Tok::Punct("(")) => {
+                self.pos += 2;
+                let (s, span) = self.name("a socket name")?;
+                names.push(NameRef::uses(s.clone(), span, &[Kind::Socket]));
+                self.punct(")")?;
+                Ok(Expected::Sent(s))
+            }
+            Some(Tok::Ident(w)) if w == "pattern" || w == "random" => Ok(Expected::Data(self.data(names)?)),
+            Some(Tok::Ident(_)) => {
+                let mut errors = Vec::new();
+                loop {
+                    let (e, span) = self.name("an errno name")?;
+                    if super::errno::number(&e).is_none() {
+                        let mut p = unknown(&e, span, &super::errno::names().collect::<Vec<_>>(), "errno");
+                        if e.eq_ignore_ascii_case("ok") || e.eq_ignore_ascii_case("eof") {
+                            p = p.hint(format!("write `{}`", if e.eq_ignore_ascii_case("ok") { "ok" } else { "EOF" }));
+                        }
+                        return Err(p);
+                    }
+                    errors.push(e);
+                    if !self.eat_punct("|") {
+                        break;
+                    }
+                }
+                Ok(Expected::Errors(errors))
+            }
+            Some(Tok::Number(_)) => Ok(Expected::Size(self.size()?)),
+            Some(Tok::Str(_)) | Some(Tok::Hex(_)) => Ok(Expected::Data(self.data(names)?)),
+            _ => Err(self.error("a result: ok, EOF, an errno, data, a size or sent(S)")),
+        }
+    }
+
+    fn expect_statement(&mut self, names: &mut Vec<NameRef>) -> PResult<Statement> {
+        let (subject, span) = self.name("a handle, socket or listener")?;
+        if self.eat_ident("pending") {
+            names.push(NameRef::uses(subject.clone(), span, &[Kind::Handle]));
+            let duration = if self.eat_ident("for") { Some(self.duration()?) } else { None };
+            return Ok(Statement::ExpectPending { handle: subject, duration });
+        }
+        if !self.eat_punct(".") {
+            return Err(self.error("`.PROPERTY` or `pending`"));
+        }
+        let property = self.property()?;
+        let prop_span = self.prev_span();
+        let kinds: &'static [Kind] = match property {
+            Property::Queued => &[Kind::Listener],
+            Property::Peer | Property::Unread | Property::Unsent => &[Kind::Socket],
+            _ => &[Kind::Socket, Kind::Listener],
+        };
+        names.push(NameRef::uses(subject.clone(), span, kinds));
+        let op = match self.peek() {
+            Some(Tok::Punct("==")) => CompareOp::Eq,
+            Some(Tok::Punct("!=")) => CompareOp::Ne,
+            Some(Tok::Punct("<")) => CompareOp::Lt,
+            Some(Tok::Punct("<=")) => CompareOp::Le,
+            Some(Tok::Punct(">")) => CompareOp::Gt,
+            Some(Tok::Punct(">=")) => CompareOp::Ge,
+            _ => return Err(self.error("a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)")),
+        };
+        let op_span = self.span();
+        self.pos += 1;
+        if !property.is_numeric() && !matches!(op, CompareOp::Eq | CompareOp::Ne) {
+            return Err(Problem::new(op_span, format!("`{}` compares numbers; `{}` is not a number", op.symbol(), property.name()))
+                .hint("use `==` or `!=`"));
+        }
+        let value = match self.peek().cloned() {
+            Some(Tok::Number(_)) if property.is_numeric() => Value::Number(self.size()?),
+            Some(Tok::Addr(text)) if matches!(property, Property::Peer | Property::Local) => {
+                self.pos += 1;
+                Value::Addr(text.parse().map_err(|_| Problem::new(self.prev_span(), format!("`{text}` is not an address")))?)
+            }
+            Some(Tok::Ident(n)) if property == Property::State => {
+                self.pos += 1;
+                if !TCP_STATES.contains(&n.as_str()) {
+                    return Err(unknown(&n, self.prev_span(), &TCP_STATES, "TCP state"));
+                }
+                Value::Name(n)
+            }
+            Some(Tok::Ident(n)) => {
+                self.pos += 1;
+                let nspan = self.prev_span();
+                if self.eat_punct(".") {
+                    let other = self.property()?;
+                    if other.is_numeric() != property.is_numeric() || (other == Property::State) != (property == Property::State) {
+                        return Err(Problem::new(nspan.start..self.prev_span().end, format!("`{}` cannot be compared with `{}`", property.name(), other.name())));
+                    }
+                    names.push(NameRef::uses(n.clone(), nspan, &[Kind::Socket, Kind::Listener]));
+                    Value::Property(n, other)
+                } else if matches!(property, Property::Peer | Property::Local) {
+                    names.push(NameRef::uses(n.clone(), nspan, &[Kind::Socket, Kind::Listener]));
+                    Value::Name(n)
+                } else {
+                    return Err(Problem::new(nspan, format!("expected a number, found `{n}`"))
+                        .hint(format!("`{}` is a number; compare it with a number or another property", property.name())));
+                }
+            }
+            _ => return Err(self.error(match property {
+                Property::State => "a TCP state such as `ESTABLISHED`",
+                Property::Peer | Property::Local => "a name or an address",
+                _ => "a number",
+            })),
+        };
+        let _ = prop_span;
+        Ok(Statement::ExpectProperty { subject, property, op, value })
+    }
+
+    fn property(&mut self) -> PResult<Property> {
+        let (p, span) = self.name("a property")?;
+        Property::ALL
+            .into_iter()
+            .find(|q| q.name() == p)
+            .ok_or_else(|| unknown(&p, span, &Property::ALL.map(Property::name), "property"))
+    }
+}
+
+/// "unknown X `word`", with a "did you mean" hint when a known word is close.
+fn unknown(word: &str, span: Range<usize>, known: &[&str], what: &str) -> Problem {
+    let p = Problem::new(span, format!("unknown {what} `{word}`"));
+    let best = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(&word.to_ascii_lowercase(), &k.to_ascii_lowercase()), *k))
+        .min();
+    match best {
+        Some((d, k)) if d <= 2 || (d <= 3 && word.len() > 6) => p.hint(format!("did you mean `{k}`?")),
+        _ => p.hint(format!("expected one of: {}", known.join(", "))),
+    }
+}
+
+/// Parses `250ms`, `1.5s`, `200us` exactly (no floating point, so printing round-trips).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let unit_ns: u128 = match unit {
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "" => return Err(format!("`{text}` needs a unit")),
+        _ => return Err(format!("unknown duration unit `{unit}`")),
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || (num.contains('.') && frac.is_empty()) {
+        return Err(format!("`{text}` is not a duration"));
+    }
+    let int: u128 = int.parse().map_err(|_| format!("`{text}` is too long"))?;
+    let mut nanos = int.checked_mul(unit_ns).ok_or_else(|| format!("`{text}` is too long"))?;
+    let mut scale = unit_ns;
+    for d in frac.bytes() {
+        scale /= 10;
+        if scale == 0 {
+            if d != b'0' {
+                return Err(format!("`{text}` is finer than a nanosecond"));
+            }
+            continue;
+        }
+        nanos += u128::from(d - b'0') * scale;
+    }
+    let nanos = u64::try_from(nanos).map_err(|_| format!("`{text}` is too long"))?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// Parses `1000`, `64KiB`, `4MiB`.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let mult: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("unknown size unit `{unit}`")),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` is not a size"));
+    }
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("`{text}` is too large"))
+}

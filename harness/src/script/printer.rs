@@ -1,0 +1,213 @@
+//! Prints a model back as scenario text that parses to the same model.
+
+use std::fmt::{self, Display, Formatter};
+use std::time::Duration;
+
+use super::data::escape;
+use super::model::*;
+
+/// Formats a duration in the largest unit that keeps it exact.
+pub(crate) struct Dur(pub(crate) Duration);
+
+impl Display for Dur {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let ns = self.0.as_nanos();
+        if ns % 1_000_000_000 == 0 {
+            write!(f, "{}s", ns / 1_000_000_000)
+        } else if ns % 1_000_000 == 0 {
+            write!(f, "{}ms", ns / 1_000_000)
+        } else if ns % 1_000 == 0 {
+            write!(f, "{}us", ns / 1_000)
+        } else {
+            write!(f, "{}.{:03}us", ns / 1_000, ns % 1_000)
+        }
+    }
+}
+
+impl Display for Scenario {
+    /// The whole file: settings first, then one statement per line.
+    ///
+    /// ```
+    /// use sockharness::script::parse;
+    /// let text = "timeout 2s\nlisten srv backlog=2\nconnect c to srv &h\nwait h == ok within 1.5s\n";
+    /// let model = parse("x", text.as_bytes()).unwrap();
+    /// assert_eq!(model.to_string(), text);
+    /// assert_eq!(parse("x", model.to_string().as_bytes()).unwrap(), model);
+    /// ```
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
+        if let Some(t) = s.timeout {
+            writeln!(f, "timeout {}", Dur(t))?;
+        }
+        if let Some(t) = s.tolerance {
+            writeln!(f, "tolerance {}", Dur(t))?;
+        }
+        for (k, v) in &s.sysctls {
+            writeln!(f, "sysctl {k}={v}")?;
+        }
+        for step in &self.steps {
+            writeln!(f, "{step}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Display for Step {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.statement)?;
+        if let Some(h) = &self.background {
+            write!(f, " &{h}")?;
+        }
+        if let Some(e) = &self.expect {
+            write!(f, " {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Display for Expectation {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match (&self.result, self.within) {
+            (Some(r), Some(d)) => write!(f, "== {r} within {}", Dur(d)),
+            (Some(r), None) => write!(f, "== {r}"),
+            (None, Some(d)) => write!(f, "within {}", Dur(d)),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl Display for Expected {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Expected::Ok => f.write_str("ok"),
+            Expected::Eof => f.write_str("EOF"),
+            Expected::Errors(e) => f.write_str(&e.join("|")),
+            Expected::Data(d) => write!(f, "{d}"),
+            Expected::Size(n) => write!(f, "{n}"),
+            Expected::Sent(s) => write!(f, "sent({s})"),
+        }
+    }
+}
+
+impl Display for Data {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Data::Bytes(b) => write!(f, "\"{}\"", escape(b)),
+            Data::Pattern(n) => write!(f, "pattern({n})"),
+            Data::Random { size, seed } => write!(f, "random({size}, seed={seed})"),
+        }
+    }
+}
+
+impl Display for Endpoint {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Addr(a) => write!(f, "{a}"),
+            Endpoint::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+impl Display for SockOpts {
+    /// The options, each preceded by a space.
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.rcvbuf {
+            write!(f, " rcvbuf={n}")?;
+        }
+        if let Some(n) = self.sndbuf {
+            write!(f, " sndbuf={n}")?;
+        }
+        for (on, name) in [
+            (self.nodelay, "nodelay"),
+            (self.reuseaddr, "reuseaddr"),
+            (self.reuseport, "reuseport"),
+            (self.keepalive, "keepalive"),
+        ] {
+            if on {
+                write!(f, " {name}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Display for Value {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Name(n) => f.write_str(n),
+            Value::Property(n, p) => write!(f, "{n}.{}", p.name()),
+            Value::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl Display for Statement {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Statement::Listen { name, on, backlog, opts } => {
+                write!(f, "listen {name}")?;
+                if *on != Endpoint::Addr(([127, 0, 0, 1], 0).into()) {
+                    write!(f, " on {on}")?;
+                }
+                if let Some(b) = backlog {
+                    write!(f, " backlog={b}")?;
+                }
+                write!(f, "{opts}")
+            }
+            Statement::Connect { name, to, opts } => write!(f, "connect {name} to {to}{opts}"),
+            Statement::Accept { listener, name } => write!(f, "accept {listener} as {name}"),
+            Statement::Send { socket, data, mode, call } => {
+                let verb = if *call == IoCall::Socket { "send" } else { "write" };
+                write!(f, "{verb} {socket} {data}")?;
+                match mode {
+                    SendMode::Nowait => f.write_str(" nowait"),
+                    SendMode::Blocking { chunk, gap } => {
+                        if let Some(c) = chunk {
+                            write!(f, " chunk={c}")?;
+                        }
+                        if let Some(g) = gap {
+                            write!(f, " gap={}", Dur(*g))?;
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            Statement::Recv { socket, mode, call } => {
+                let verb = if *call == IoCall::Socket { "recv" } else { "read" };
+                write!(f, "{verb} {socket} ")?;
+                match mode {
+                    RecvMode::Once { size, nowait } => {
+                        write!(f, "{size}{}", if *nowait { " nowait" } else { "" })
+                    }
+                    RecvMode::Exact(n) => write!(f, "exact {n}"),
+                    RecvMode::Until(d) => write!(f, "until {d}"),
+                    RecvMode::All => f.write_str("all"),
+                }
+            }
+            Statement::Shutdown { socket, how } => {
+                let how = match how {
+                    ShutdownHow::Read => "read",
+                    ShutdownHow::Write => "write",
+                    ShutdownHow::Both => "both",
+                };
+                write!(f, "shutdown {socket} {how}")
+            }
+            Statement::Close { socket } => write!(f, "close {socket}"),
+            Statement::Abort { socket } => write!(f, "abort {socket}"),
+            Statement::Set { socket, opts } => write!(f, "set {socket}{opts}"),
+            Statement::Sleep { duration } => write!(f, "sleep {}", Dur(*duration)),
+            Statement::Wait { handle } => write!(f, "wait {handle}"),
+            Statement::ExpectPending { handle, duration } => {
+                write!(f, "expect {handle} pending")?;
+                match duration {
+                    Some(d) => write!(f, " for {}", Dur(*d)),
+                    None => Ok(()),
+                }
+            }
+            Statement::ExpectProperty { subject, property, op, value } => {
+                write!(f, "expect {subject}.{} {} {value}", property.name(), op.symbol())
+            }
+        }
+    }
+}

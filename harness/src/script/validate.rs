@@ -1,0 +1,177 @@
+//! Checks that need the whole file: names defined once and before use, of the right kind, and
+//! expectations that fit their statements.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use super::diag::Problem;
+use super::model::{Expected, Statement};
+use super::parser::ParsedStep;
+
+/// What a name stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Listener,
+    Socket,
+    Handle,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Listener => "a listener",
+            Kind::Socket => "a socket",
+            Kind::Handle => "a background handle",
+        }
+    }
+}
+
+/// Whether a statement defines a name or uses one (and which kinds fit).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Role {
+    Def(Kind),
+    Use(&'static [Kind]),
+}
+
+/// One mention of a name in a statement.
+#[derive(Debug, Clone)]
+pub(crate) struct NameRef {
+    name: String,
+    span: Range<usize>,
+    role: Role,
+}
+
+impl NameRef {
+    pub(crate) fn def(name: String, span: Range<usize>, kind: Kind) -> Self {
+        NameRef { name, span, role: Role::Def(kind) }
+    }
+
+    pub(crate) fn uses(name: String, span: Range<usize>, kinds: &'static [Kind]) -> Self {
+        NameRef { name, span, role: Role::Use(kinds) }
+    }
+}
+
+/// What results a statement can produce, so that `== "data"` on a `listen` is caught early.
+#[derive(Debug, Clone, Copy)]
+struct Results {
+    data: bool,
+    size: bool,
+}
+
+fn results_of(statement: &Statement) -> Results {
+    match statement {
+        Statement::Recv { .. } => Results { data: true, size: true },
+        Statement::Send { .. } => Results { data: false, size: true },
+        _ => Results { data: false, size: false },
+    }
+}
+
+fn verb(statement: &Statement) -> &'static str {
+    match statement {
+        Statement::Listen { .. } => "listen",
+        Statement::Connect { .. } => "connect",
+        Statement::Accept { .. } => "accept",
+        Statement::Send { .. } => "send",
+        Statement::Recv { .. } => "recv",
+        Statement::Shutdown { .. } => "shutdown",
+        Statement::Close { .. } => "close",
+        Statement::Abort { .. } => "abort",
+        Statement::Set { .. } => "set",
+        Statement::Sleep { .. } => "sleep",
+        Statement::Wait { .. } => "wait",
+        Statement::ExpectPending { .. } | Statement::ExpectProperty { .. } => "expect",
+    }
+}
+
+pub(crate) fn validate(steps: &[ParsedStep]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut defined: HashMap<&str, Kind> = HashMap::new();
+    // Handle name -> the statement it runs, and whether it was already waited for.
+    let mut handles: HashMap<&str, (&Statement, bool)> = HashMap::new();
+
+    for ps in steps {
+        for r in &ps.names {
+            match r.role {
+                Role::Def(kind) => {
+                    if let Some(old) = defined.get(r.name.as_str()) {
+                        problems.push(
+                            Problem::new(r.span.clone(), format!("`{}` is already defined, as {}", r.name, old.describe()))
+                                .hint("every listener, socket and handle needs its own name"),
+                        );
+                    } else {
+                        defined.insert(&r.name, kind);
+                    }
+                }
+                Role::Use(kinds) => match defined.get(r.name.as_str()) {
+                    None => {
+                        let mut p = Problem::new(r.span.clone(), format!("`{}` is not defined", r.name));
+                        let close = defined
+                            .iter()
+                            .filter(|(_, k)| kinds.contains(k))
+                            .map(|(n, _)| (strsim::damerau_levenshtein(n, &r.name), *n))
+                            .min();
+                        if let Some((d, n)) = close.filter(|(d, _)| *d <= 2) {
+                            let _ = d;
+                            p = p.hint(format!("did you mean `{n}`?"));
+                        } else {
+                            p = p.hint(format!("define it first, as {}", kinds[0].describe()));
+                        }
+                        problems.push(p);
+                    }
+                    Some(k) if !kinds.contains(k) => {
+                        let wanted: Vec<_> = kinds.iter().map(|k| k.describe()).collect();
+                        problems.push(Problem::new(
+                            r.span.clone(),
+                            format!("`{}` is {}, expected {}", r.name, k.describe(), wanted.join(" or ")),
+                        ));
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+
+        let step = &ps.step;
+        let espan = ps.expect_span.clone().unwrap_or(0..0);
+        let mut statement_for_results = &step.statement;
+        if let Statement::Wait { handle } = &step.statement {
+            if let Some((started, waited)) = handles.get_mut(handle.as_str()) {
+                if std::mem::replace(waited, true) {
+                    let span = ps.names.first().map_or(0..0, |r| r.span.clone());
+                    problems.push(Problem::new(span, format!("`{handle}` was already waited for")));
+                }
+                statement_for_results = started;
+            }
+        }
+        if let Some(h) = &step.background {
+            let span = ps.names.last().map_or(0..0, |r| r.span.clone());
+            if !matches!(
+                step.statement,
+                Statement::Connect { .. } | Statement::Accept { .. } | Statement::Send { .. } | Statement::Recv { .. }
+            ) {
+                problems.push(Problem::new(span, format!("`{}` cannot run in the background", verb(&step.statement)))
+                    .hint("only connect, accept, send, write, recv and read take `&H`"));
+            } else if step.expect.is_some() {
+                problems.push(Problem::new(espan.clone(), "a background statement's result is checked when it is waited for")
+                    .hint(format!("move the expectation to `wait {h} ...`")));
+            }
+            handles.insert(h, (&step.statement, false));
+        }
+        if let Some(Some(expected)) = step.expect.as_ref().map(|e| e.result.as_ref()) {
+            let results = results_of(statement_for_results);
+            let v = verb(statement_for_results);
+            let bad = match expected {
+                Expected::Data(_) | Expected::Sent(_) | Expected::Eof if !results.data => {
+                    Some(format!("`{v}` reads no data, so its result cannot be data or EOF"))
+                }
+                Expected::Size(_) if !results.size => {
+                    Some(format!("`{v}` moves no bytes, so its result cannot be a size"))
+                }
+                _ => None,
+            };
+            if let Some(msg) = bad {
+                problems.push(Problem::new(espan, msg).hint("expect `ok` or an errno such as `ECONNREFUSED`"));
+            }
+        }
+    }
+    problems
+}
