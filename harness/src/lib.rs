@@ -6,6 +6,10 @@
 //! - [`trace`]: the event trace a run records, rendered as text for snapshots or as JSON. No
 //!   sockets.
 //! - [`run`]: the executor, which plays a scenario on real TCP sockets with deadlines.
-//! - [`report`]: failure reports and run summaries.
+//! - [`report`]: failure reports.
 
+pub mod report;
+pub mod run;
 pub mod script;
+pub mod suite;
+pub mod trace;

@@ -6,21 +6,26 @@ use std::time::Duration;
 use super::data::escape;
 use super::model::*;
 
-/// Formats a duration in the largest unit that keeps it exact.
-pub(crate) struct Dur(pub(crate) Duration);
+/// Formats a duration exactly, in the largest unit that reads well: `1.5s`, `250ms`, `0.001us`.
+pub struct Dur(pub Duration);
 
 impl Display for Dur {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let ns = self.0.as_nanos();
-        if ns % 1_000_000_000 == 0 {
-            write!(f, "{}s", ns / 1_000_000_000)
-        } else if ns % 1_000_000 == 0 {
-            write!(f, "{}ms", ns / 1_000_000)
-        } else if ns % 1_000 == 0 {
-            write!(f, "{}us", ns / 1_000)
-        } else {
-            write!(f, "{}.{:03}us", ns / 1_000, ns % 1_000)
+        // The largest unit in which the value is at least 1 and needs at most 3 decimals.
+        for (unit, unit_ns) in [("s", 1_000_000_000u128), ("ms", 1_000_000), ("us", 1_000)] {
+            if (ns >= unit_ns || unit == "us") && (ns * 1000) % unit_ns == 0 {
+                let whole = ns / unit_ns;
+                let frac = (ns % unit_ns) * 1000 / unit_ns;
+                return if frac == 0 {
+                    write!(f, "{whole}{unit}")
+                } else {
+                    let frac = format!("{frac:03}");
+                    write!(f, "{whole}.{}{unit}", frac.trim_end_matches('0'))
+                };
+            }
         }
+        write!(f, "{}.{:03}us", ns / 1_000, ns % 1_000)
     }
 }
 

@@ -1,0 +1,158 @@
+//! Arguments, commands and exit codes.
+
+mod output;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use sockharness::run::Status;
+use sockharness::suite::{self, Source};
+
+/// Exit status when nothing failed.
+pub const EXIT_OK: u8 = 0;
+/// Exit status when a scenario failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status when an input is invalid or the command line is wrong.
+pub const EXIT_INVALID: u8 = 2;
+
+/// Scripted scenarios on real kernel sockets: what a server and the kernel really do.
+#[derive(Parser)]
+#[command(name = "sockharness", version, about, long_about = None)]
+#[command(after_help = "Exit status: 0 nothing failed, 1 a scenario failed, 2 invalid input or usage.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios: files, or directories searched for `*.scenario`. With no path, runs
+    /// `./scenarios` if it exists, else the scenario library built into this binary.
+    Run(RunArgs),
+    /// Parse and validate scenarios without running them.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario files and directories.
+    paths: Vec<PathBuf>,
+    /// Scenarios run at once, each on its own thread (default: the number of cores).
+    #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// Run only scenarios whose name or path contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
+    /// Print every scenario's event trace.
+    #[arg(long)]
+    trace: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Scenario files and directories.
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Human-readable lines and failure reports.
+    Text,
+    /// One JSON document.
+    Json,
+    /// JUnit XML, for CI systems.
+    Junit,
+}
+
+pub fn main() -> Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_INVALID } else { EXIT_OK };
+            let _ = e.print();
+            return Ok(ExitCode::from(code));
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check(args) => check(args),
+    }
+}
+
+/// The sources named by `paths`, or the default set.
+fn sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    if !paths.is_empty() {
+        return Ok(suite::load(paths)?);
+    }
+    let local = Path::new("scenarios");
+    if local.is_dir() {
+        Ok(suite::load(&[local.to_path_buf()])?)
+    } else {
+        Ok(suite::library())
+    }
+}
+
+fn report_invalid(bad: &[sockharness::script::Diagnostics]) -> ExitCode {
+    for d in bad {
+        eprint!("{d}");
+    }
+    let problems: usize = bad.iter().map(|d| d.problems.len() + d.omitted).sum();
+    eprintln!(
+        "{problems} problem{} in {} file{}; nothing was run",
+        plural(problems),
+        bad.len(),
+        plural(bad.len())
+    );
+    ExitCode::from(EXIT_INVALID)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn check(args: CheckArgs) -> Result<ExitCode> {
+    let sources = sources(&args.paths)?;
+    match suite::parse_all(&sources) {
+        Ok(s) => {
+            println!("{} scenario{} ok", s.len(), plural(s.len()));
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Err(bad) => Ok(report_invalid(&bad)),
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let mut sources = sources(&args.paths)?;
+    if let Some(f) = &args.filter {
+        sources.retain(|s| s.name.contains(f.as_str()) || s.path.contains(f.as_str()));
+    }
+    let scenarios = match suite::parse_all(&sources) {
+        Ok(s) => s,
+        Err(bad) => return Ok(report_invalid(&bad)),
+    };
+    let jobs = args.jobs.map_or_else(suite::default_jobs, usize::from);
+    let started = Instant::now();
+    let interactive = args.format == Format::Text && std::io::stderr().is_terminal();
+    let mut progress = output::Progress::new(interactive, sources.len());
+    let results = suite::run_all(&scenarios, jobs, |i, r| {
+        if args.format == Format::Text {
+            progress.finished(&sources[i], r, args.trace);
+        }
+    });
+    progress.done();
+    let rows: Vec<_> = sources.iter().zip(&results).collect();
+    match args.format {
+        Format::Text => output::text_summary(&rows, started.elapsed()),
+        Format::Json => println!("{}", output::json(&rows)),
+        Format::Junit => println!("{}", output::junit(&rows, started.elapsed())?),
+    }
+    let failed = results.iter().any(|r| matches!(r.status, Status::Failed(_)));
+    Ok(ExitCode::from(if failed { EXIT_FAILED } else { EXIT_OK }))
+}

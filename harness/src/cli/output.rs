@@ -1,0 +1,149 @@
+//! What `run` prints: progress, failure reports, the summary, JSON and JUnit.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use serde_json::json;
+use sockharness::report;
+use sockharness::run::{ScenarioRun, Status};
+use sockharness::suite::Source;
+
+/// A progress bar on a terminal; plain lines elsewhere (CI logs).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(interactive: bool, total: usize) -> Self {
+        let bar = interactive.then(|| {
+            let bar = ProgressBar::new(total as u64);
+            if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Progress { bar }
+    }
+
+    pub fn finished(&mut self, source: &Source, run: &ScenarioRun, trace: bool) {
+        let ms = run.duration.as_millis();
+        let mut text = match &run.status {
+            Status::Passed => format!("ok    {} ({ms} ms)", source.name),
+            Status::Skipped(why) => format!("skip  {}: {why}", source.name),
+            Status::Failed(_) => format!("FAIL  {} ({ms} ms)", source.name),
+        };
+        if trace && !matches!(run.status, Status::Skipped(_)) {
+            text.push('\n');
+            text.push_str(run.trace.render().trim_end());
+        }
+        match &self.bar {
+            Some(bar) => {
+                // On a terminal only failures and traces scroll by; the bar counts the rest.
+                if trace || matches!(run.status, Status::Failed(_)) {
+                    bar.println(text);
+                }
+                bar.set_message(source.name.clone());
+                bar.inc(1);
+            }
+            None => println!("{text}"),
+        }
+    }
+
+    pub fn done(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn counts(rows: &[(&Source, &ScenarioRun)]) -> (usize, usize, usize) {
+    let mut c = (0, 0, 0);
+    for (_, r) in rows {
+        match r.status {
+            Status::Passed => c.0 += 1,
+            Status::Failed(_) => c.1 += 1,
+            Status::Skipped(_) => c.2 += 1,
+        }
+    }
+    c
+}
+
+pub fn text_summary(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) {
+    let failures: Vec<_> = rows.iter().filter(|(_, r)| matches!(r.status, Status::Failed(_))).collect();
+    if !failures.is_empty() {
+        println!();
+        for (s, r) in failures {
+            println!("{}", report::render(&s.path, r));
+        }
+    }
+    let (p, f, s) = counts(rows);
+    println!("{p} passed, {f} failed, {s} skipped ({:.2}s)", elapsed.as_secs_f64());
+}
+
+pub fn json(rows: &[(&Source, &ScenarioRun)]) -> String {
+    let scenarios: Vec<_> = rows
+        .iter()
+        .map(|(s, r)| {
+            let (status, reason, failure) = match &r.status {
+                Status::Passed => ("passed", None, None),
+                Status::Skipped(why) => ("skipped", Some(why.clone()), None),
+                Status::Failed(f) => (
+                    "failed",
+                    None,
+                    Some(json!({
+                        "line": f.line,
+                        "statement": f.statement,
+                        "expected": f.expected,
+                        "actual": f.actual,
+                        "detail": f.detail,
+                    })),
+                ),
+            };
+            json!({
+                "path": s.path,
+                "name": s.name,
+                "status": status,
+                "reason": reason,
+                "failure": failure,
+                "duration_ms": r.duration.as_secs_f64() * 1000.0,
+                "trace": r.trace.events,
+            })
+        })
+        .collect();
+    let (p, f, s) = counts(rows);
+    let doc = json!({
+        "scenarios": scenarios,
+        "summary": { "passed": p, "failed": f, "skipped": s },
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+pub fn junit(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) -> Result<String> {
+    let mut suite = TestSuite::new("scenarios");
+    for (s, r) in rows {
+        let status = match &r.status {
+            Status::Passed => TestCaseStatus::success(),
+            Status::Skipped(why) => {
+                let mut st = TestCaseStatus::skipped();
+                st.set_message(why.as_str());
+                st
+            }
+            Status::Failed(f) => {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(format!("line {}: expected {}, got {}", f.line, f.expected, f.actual));
+                st.set_description(report::render(&s.path, r));
+                st
+            }
+        };
+        let mut case = TestCase::new(s.name.as_str(), status);
+        case.set_classname(s.path.as_str());
+        case.set_time(r.duration);
+        suite.add_test_case(case);
+    }
+    suite.set_time(elapsed);
+    let mut report = Report::new("sockharness");
+    report.add_test_suite(suite);
+    Ok(report.to_string()?)
+}

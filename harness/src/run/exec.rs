@@ -1,0 +1,693 @@
+//! The interpreter: plays a scenario's statements on real sockets, in order, on one thread.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::check::{check_result, errno_of, Actual, Mismatch};
+use super::sock::{self, Sock};
+use super::timing::Tolerance;
+use super::{Failure, Status};
+use crate::script::{
+    preview, CompareOp, Data, Dur, Endpoint, Property, RecvMode, Scenario, SendMode,
+    Statement, Step, Value,
+};
+use crate::trace::{Event, Outcome, Trace};
+
+/// Statement text in traces is cut to this many characters.
+const MAX_STATEMENT: usize = 72;
+/// Bytes shown in a trace's data preview.
+const PREVIEW: usize = 32;
+/// Largest single read for `exact`, `until` and `all`.
+const READ_CHUNK: usize = 64 * 1024;
+
+type LocalFuture = Pin<Box<dyn Future<Output = Actual>>>;
+
+/// Everything background statements share with the script.
+#[derive(Default)]
+struct State {
+    socks: HashMap<String, Rc<Sock>>,
+    /// Local addresses of every socket and listener, kept after close for naming.
+    addr_of: HashMap<String, SocketAddr>,
+    name_of: HashMap<SocketAddr, String>,
+    closed: HashSet<String>,
+    sent: HashMap<String, Vec<u8>>,
+    received: HashMap<String, u64>,
+}
+
+type Shared = Rc<RefCell<State>>;
+
+impl State {
+    fn register(&mut self, name: &str, sock: Rc<Sock>) {
+        if let Ok(addr) = sock.socket().local_addr() {
+            if let Some(addr) = addr.as_socket() {
+                self.addr_of.insert(name.to_string(), addr);
+                // A listener keeps its address's name: accepted sockets share its port.
+                self.name_of.entry(addr).or_insert_with(|| name.to_string());
+            }
+        }
+        self.socks.insert(name.to_string(), sock);
+    }
+
+    fn sock(&self, name: &str) -> io::Result<Rc<Sock>> {
+        // A closed (or not yet created) socket behaves as a closed descriptor does.
+        self.socks
+            .get(name)
+            .cloned()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    fn addr_name(&self, addr: SocketAddr) -> String {
+        self.name_of
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| addr.to_string())
+    }
+}
+
+struct Background {
+    line: u32,
+    statement: String,
+    task: JoinHandle<(Actual, Duration)>,
+    waited: bool,
+    checked_pending: bool,
+}
+
+pub(crate) struct Exec<'a> {
+    scenario: &'a Scenario,
+    state: Shared,
+    handles: HashMap<String, Background>,
+    trace: Trace,
+    timeout: Duration,
+    tolerance: Tolerance,
+    start: Instant,
+}
+
+impl<'a> Exec<'a> {
+    pub(crate) fn new(scenario: &'a Scenario, timeout: Duration, tolerance: Tolerance) -> Self {
+        Exec {
+            scenario,
+            state: Shared::default(),
+            handles: HashMap::new(),
+            trace: Trace::default(),
+            timeout,
+            tolerance,
+            start: Instant::now(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> (Status, Trace) {
+        let mut status = Status::Passed;
+        for step in &self.scenario.steps {
+            if let Err(f) = self.step(step).await {
+                status = Status::Failed(f);
+                break;
+            }
+        }
+        if matches!(status, Status::Passed) {
+            if let Err(f) = self.finish().await {
+                status = Status::Failed(f);
+            }
+        }
+        for (_, bg) in self.handles.drain() {
+            bg.task.abort();
+        }
+        (status, self.trace)
+    }
+
+    fn record(&mut self, step: &Step, outcome: Outcome, at: Instant, elapsed: Duration) {
+        self.trace.events.push(Event {
+            line: line_of(step),
+            statement: statement_text(step),
+            outcome,
+            at_us: at.duration_since(self.start),
+            elapsed_us: elapsed,
+        });
+    }
+
+    fn fail(&self, step: &Step, m: Mismatch) -> Failure {
+        Failure {
+            line: line_of(step),
+            statement: step.origin.as_ref().map_or_else(|| step.to_string(), |o| o.text.clone()),
+            expected: m.expected,
+            actual: m.actual,
+            detail: m.detail,
+        }
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<(), Failure> {
+        let at = Instant::now();
+        match &step.statement {
+            Statement::Wait { handle } => return self.wait(step, handle).await,
+            Statement::ExpectPending { handle, duration } => {
+                return self.expect_pending(step, handle, *duration).await
+            }
+            Statement::ExpectProperty { subject, property, op, value } => {
+                return self.expect_property(step, subject, *property, *op, value).await
+            }
+            _ => {}
+        }
+        let fut = match self.start(&step.statement) {
+            Ok(fut) => fut,
+            Err(actual) => return self.conclude(step, actual, at, at.elapsed()),
+        };
+        if let Some(handle) = &step.background {
+            let timeout = self.timeout;
+            let task = tokio::task::spawn_local(async move {
+                let t0 = Instant::now();
+                let actual = tokio::time::timeout(timeout, fut)
+                    .await
+                    .unwrap_or(Actual::TimedOut(timeout));
+                (actual, t0.elapsed())
+            });
+            self.handles.insert(
+                handle.clone(),
+                Background {
+                    line: line_of(step),
+                    statement: statement_text(step),
+                    task,
+                    waited: false,
+                    checked_pending: false,
+                },
+            );
+            self.record(step, Outcome::Started { handle: handle.clone() }, at, Duration::ZERO);
+            return Ok(());
+        }
+        let actual = tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or(Actual::TimedOut(self.timeout));
+        self.conclude(step, actual, at, at.elapsed())
+    }
+
+    /// Records a finished statement and checks its expectation.
+    fn conclude(&mut self, step: &Step, actual: Actual, at: Instant, elapsed: Duration) -> Result<(), Failure> {
+        let outcome = outcome_of(&actual);
+        self.record(step, outcome, at, elapsed);
+        let expect = step.expect.as_ref();
+        let state = self.state.clone();
+        check_result(expect.and_then(|e| e.result.as_ref()), &actual, |s| {
+            state.borrow().sent.get(s).cloned().unwrap_or_default()
+        })
+        .map_err(|m| self.fail(step, m))?;
+        if let Some(d) = expect.and_then(|e| e.within) {
+            if !self.tolerance.within(elapsed, d) {
+                return Err(self.fail(
+                    step,
+                    Mismatch {
+                        expected: format!("within {} (+{} tolerance)", Dur(d), fmt_ms(self.tolerance.slack(d))),
+                        actual: format!("{} after {}", actual.describe(), fmt_ms(elapsed)),
+                        detail: None,
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(&mut self, step: &Step, handle: &str) -> Result<(), Failure> {
+        let at = Instant::now();
+        let Some(bg) = self.handles.get_mut(handle) else {
+            return Err(self.fail(step, Mismatch {
+                expected: format!("background statement `{handle}`"),
+                actual: "it never started (an earlier statement failed to start it)".into(),
+                detail: None,
+            }));
+        };
+        bg.waited = true;
+        // The task enforces its own deadline; this bound only guards against a bug in that.
+        let guard = self.timeout + Duration::from_secs(1);
+        let (actual, elapsed) = match tokio::time::timeout(guard, &mut bg.task).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => (Actual::Failed(io::Error::other(e.to_string())), at.elapsed()),
+            Err(_) => (Actual::TimedOut(guard), guard),
+        };
+        self.conclude(step, actual, at, elapsed)
+    }
+
+    async fn expect_pending(&mut self, step: &Step, handle: &str, d: Option<Duration>) -> Result<(), Failure> {
+        let at = Instant::now();
+        if let Some(d) = d {
+            tokio::time::sleep(self.tolerance.pending_wait(d)).await;
+        }
+        let Some(bg) = self.handles.get_mut(handle) else {
+            return Err(self.fail(step, Mismatch {
+                expected: "pending".into(),
+                actual: format!("`{handle}` never started"),
+                detail: None,
+            }));
+        };
+        if bg.task.is_finished() {
+            bg.waited = true;
+            let elapsed = at.elapsed();
+            let (actual, took) = match (&mut bg.task).await {
+                Ok(done) => done,
+                Err(e) => (Actual::Failed(io::Error::other(e.to_string())), elapsed),
+            };
+            let outcome = outcome_of(&actual);
+            self.record(step, outcome, at, elapsed);
+            return Err(self.fail(step, Mismatch {
+                expected: format!("`{handle}` still pending"),
+                actual: format!("finished after {}: {}", fmt_ms(took), actual.describe()),
+                detail: None,
+            }));
+        }
+        bg.checked_pending = true;
+        self.record(step, Outcome::Pending, at, at.elapsed());
+        Ok(())
+    }
+
+    async fn expect_property(
+        &mut self,
+        step: &Step,
+        subject: &str,
+        property: Property,
+        op: CompareOp,
+        value: &Value,
+    ) -> Result<(), Failure> {
+        let at = Instant::now();
+        // The kernel finishes some work (the last ACK of a handshake, a FIN) just after the call
+        // that caused it returns, so a property gets until the tolerance to settle.
+        let settle = self.tolerance.slack(Duration::ZERO);
+        loop {
+            let evaluated = {
+                let st = self.state.borrow();
+                let left = property_value(&st, subject, property);
+                let right = match value {
+                    Value::Number(n) => Ok(Prop::Num(*n)),
+                    Value::Name(n) if property == Property::State => Ok(Prop::Text(n.clone())),
+                    Value::Name(n) => st
+                        .addr_of
+                        .get(n)
+                        .map(|a| Prop::Addr(*a))
+                        .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF)),
+                    Value::Addr(a) => Ok(Prop::Addr(*a)),
+                    Value::Property(n, p) => property_value(&st, n, *p),
+                };
+                (left, right, st.name_of.clone())
+            };
+            let (left, right, names) = evaluated;
+            let holds = match (&left, &right) {
+                (Ok(l), Ok(r)) => l.compare(op, r),
+                _ => false,
+            };
+            if holds || at.elapsed() >= settle {
+                let shown = |v: &io::Result<Prop>| match v {
+                    Ok(p) => p.show(&names),
+                    Err(e) => errno_of(e),
+                };
+                let outcome = match &left {
+                    // Descriptor numbers depend on what else the process has open.
+                    Ok(_) if property == Property::Fd => Outcome::Ok { detail: Some(format!("{subject}.fd is fd({subject})")) },
+                    Ok(_) => Outcome::Ok { detail: Some(format!("{subject}.{} is {}", property.name(), shown(&left))) },
+                    Err(e) => Outcome::Error { errno: errno_of(e) },
+                };
+                self.record(step, outcome, at, at.elapsed());
+                if holds {
+                    return Ok(());
+                }
+                let rhs = match value {
+                    Value::Property(..) | Value::Name(_) if property != Property::State => {
+                        format!("{value} ({})", shown(&right))
+                    }
+                    _ => value.to_string(),
+                };
+                return Err(self.fail(step, Mismatch {
+                    expected: format!("{subject}.{} {} {rhs}", property.name(), op.symbol()),
+                    actual: format!("{subject}.{} is {}", property.name(), shown(&left)),
+                    detail: None,
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Checks, at the end, that no background statement was forgotten.
+    async fn finish(&mut self) -> Result<(), Failure> {
+        let mut pending: Vec<_> = self.handles.iter_mut().filter(|(_, b)| !b.waited).collect();
+        pending.sort_by_key(|(_, b)| b.line);
+        for (name, bg) in pending {
+            let failure = |actual: String| Failure {
+                line: bg.line,
+                statement: bg.statement.clone(),
+                expected: format!("`{name}` finished successfully or checked with `expect {name} pending`"),
+                actual,
+                detail: None,
+            };
+            if !bg.task.is_finished() {
+                if !bg.checked_pending {
+                    return Err(failure("still running at the end of the scenario".into()));
+                }
+                continue;
+            }
+            if let Ok((actual, _)) = (&mut bg.task).await {
+                if !actual.succeeded() {
+                    return Err(failure(format!("{} (never waited for)", actual.describe())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a statement's synchronous part now and returns the part that may block.
+    fn start(&mut self, statement: &Statement) -> Result<LocalFuture, Actual> {
+        let shared = self.state.clone();
+        let failed = |e: io::Error| Actual::Failed(e);
+        let done = |r: io::Result<()>| -> Result<LocalFuture, Actual> {
+            match r {
+                Ok(()) => Ok(Box::pin(async { Actual::Done(None) })),
+                Err(e) => Err(Actual::Failed(e)),
+            }
+        };
+        match statement {
+            Statement::Listen { name, on, backlog, opts } => {
+                let addr = self.endpoint(on).map_err(failed)?;
+                let s = sock::listen(addr, *backlog, opts).map_err(failed)?;
+                shared.borrow_mut().register(name, Rc::new(s));
+                done(Ok(()))
+            }
+            Statement::Connect { name, to, opts } => {
+                let addr = self.endpoint(to).map_err(failed)?;
+                let (s, early) = sock::start_connect(addr, opts).map_err(failed)?;
+                let s = Rc::new(s);
+                shared.borrow_mut().register(name, s.clone());
+                if let Some(e) = early {
+                    return Err(Actual::Failed(e));
+                }
+                let name = name.clone();
+                Ok(Box::pin(async move {
+                    match sock::finish_connect(&s).await {
+                        Ok(()) => {
+                            // Registered again: the local address is final only once connected.
+                            shared.borrow_mut().register(&name, s);
+                            Actual::Done(None)
+                        }
+                        Err(e) => Actual::Failed(e),
+                    }
+                }))
+            }
+            Statement::Accept { listener, name } => {
+                let l = shared.borrow().sock(listener).map_err(failed)?;
+                let name = name.clone();
+                Ok(Box::pin(async move {
+                    match sock::accept(&l).await {
+                        Ok(s) => {
+                            let peer = s.socket().peer_addr().ok().and_then(|a| a.as_socket());
+                            let mut st = shared.borrow_mut();
+                            let detail = peer.map(|p| format!("peer {}", st.addr_name(p)));
+                            st.register(&name, Rc::new(s));
+                            Actual::Done(detail)
+                        }
+                        Err(e) => Actual::Failed(e),
+                    }
+                }))
+            }
+            Statement::Send { socket, data, mode, call } => {
+                let s = shared.borrow().sock(socket).map_err(failed)?;
+                let bytes = data.bytes();
+                let start = shared.borrow().sent.get(socket).map_or(0, |v| v.len() as u64);
+                let (socket, call) = (socket.clone(), *call);
+                match mode {
+                    SendMode::Nowait => match sock::write_once(&s, call, &bytes) {
+                        Ok(n) => {
+                            shared.borrow_mut().sent.entry(socket).or_default().extend_from_slice(&bytes[..n]);
+                            Ok(Box::pin(async move { Actual::Sent { count: n as u64, start } }))
+                        }
+                        Err(e) => Err(Actual::Failed(e)),
+                    },
+                    SendMode::Blocking { chunk, gap } => {
+                        let (chunk, gap) = (*chunk, *gap);
+                        Ok(Box::pin(async move {
+                            if chunk.is_some() {
+                                // Each piece must leave as its own segment, not wait for Nagle.
+                                if let Err(e) = s.socket().set_tcp_nodelay(true) {
+                                    return Actual::Failed(e);
+                                }
+                            }
+                            let size = chunk.map_or(bytes.len().max(1), |c| usize::try_from(c).unwrap_or(usize::MAX));
+                            let mut written = 0u64;
+                            for (i, piece) in bytes.chunks(size).enumerate() {
+                                if i > 0 {
+                                    if let Some(g) = gap {
+                                        tokio::time::sleep(g).await;
+                                    }
+                                }
+                                let r = sock::write_all(&s, call, piece, |done| {
+                                    written += done.len() as u64;
+                                    shared.borrow_mut().sent.entry(socket.clone()).or_default().extend_from_slice(done);
+                                })
+                                .await;
+                                if let Err(e) = r {
+                                    return Actual::Failed(e);
+                                }
+                            }
+                            Actual::Sent { count: written, start }
+                        }))
+                    }
+                }
+            }
+            Statement::Recv { socket, mode, call } => {
+                let s = shared.borrow().sock(socket).map_err(failed)?;
+                let (socket, mode, call) = (socket.clone(), mode.clone(), *call);
+                if let RecvMode::Once { size, nowait: true } = mode {
+                    let mut buf = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
+                    let r = sock::read_once(&s, call, &mut buf, false);
+                    return Err(read_result(&shared, &socket, r.map(|n| {
+                        buf.truncate(n);
+                        (buf, n == 0)
+                    })));
+                }
+                Ok(Box::pin(async move {
+                    let r = recv(&s, call, &mode).await;
+                    read_result(&shared, &socket, r)
+                }))
+            }
+            Statement::Shutdown { socket, how } => {
+                let s = shared.borrow().sock(socket).map_err(failed)?;
+                done(sock::shutdown(&s, *how))
+            }
+            Statement::Close { socket } => {
+                let mut st = shared.borrow_mut();
+                st.sock(socket).map_err(failed)?;
+                st.socks.remove(socket);
+                st.closed.insert(socket.clone());
+                done(Ok(()))
+            }
+            Statement::Abort { socket } => {
+                let mut st = shared.borrow_mut();
+                let s = st.sock(socket).map_err(failed)?;
+                s.socket().set_linger(Some(Duration::ZERO)).map_err(failed)?;
+                st.socks.remove(socket);
+                st.closed.insert(socket.clone());
+                done(Ok(()))
+            }
+            Statement::Set { socket, opts } => {
+                let s = shared.borrow().sock(socket).map_err(failed)?;
+                done(sock::apply_opts(s.socket(), opts))
+            }
+            Statement::Sleep { duration } => {
+                let d = *duration;
+                Ok(Box::pin(async move {
+                    tokio::time::sleep(d).await;
+                    Actual::Done(None)
+                }))
+            }
+            Statement::Wait { .. } | Statement::ExpectPending { .. } | Statement::ExpectProperty { .. } => {
+                unreachable!("handled by Exec::step before start() is called")
+            }
+        }
+    }
+
+    fn endpoint(&self, e: &Endpoint) -> io::Result<SocketAddr> {
+        match e {
+            Endpoint::Addr(a) => Ok(*a),
+            Endpoint::Name(n) => self
+                .state
+                .borrow()
+                .addr_of
+                .get(n)
+                .copied()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+}
+
+/// Reads per `mode`; the flag says whether the stream ended.
+async fn recv(s: &Sock, call: crate::script::IoCall, mode: &RecvMode) -> io::Result<(Vec<u8>, bool)> {
+    match mode {
+        RecvMode::Once { size, .. } => {
+            let mut buf = vec![0; usize::try_from(*size).unwrap_or(usize::MAX)];
+            let n = sock::read_blocking(s, call, &mut buf, false).await?;
+            buf.truncate(n);
+            Ok((buf, n == 0))
+        }
+        RecvMode::Exact(n) => {
+            let want = usize::try_from(*n).unwrap_or(usize::MAX);
+            let mut out = Vec::with_capacity(want.min(64 << 20));
+            let mut buf = vec![0; READ_CHUNK.min(want)];
+            while out.len() < want {
+                let k = (want - out.len()).min(buf.len());
+                let got = sock::read_blocking(s, call, &mut buf[..k], false).await?;
+                if got == 0 {
+                    return Ok((out, true));
+                }
+                out.extend_from_slice(&buf[..got]);
+            }
+            Ok((out, false))
+        }
+        RecvMode::Until(delim) => read_until(s, call, delim).await,
+        RecvMode::All => {
+            let mut out = Vec::new();
+            let mut buf = vec![0; READ_CHUNK];
+            loop {
+                let got = sock::read_blocking(s, call, &mut buf, false).await?;
+                if got == 0 {
+                    return Ok((out, true));
+                }
+                out.extend_from_slice(&buf[..got]);
+            }
+        }
+    }
+}
+
+/// Reads up to and including `delim`, never past it: it peeks first and then takes only what
+/// belongs to this statement, so the next statement finds the rest.
+async fn read_until(s: &Sock, call: crate::script::IoCall, delim: &Data) -> io::Result<(Vec<u8>, bool)> {
+    let delim = delim.bytes();
+    let mut out: Vec<u8> = Vec::new();
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        let peeked = sock::read_blocking(s, call, &mut buf, true).await?;
+        if peeked == 0 {
+            return Ok((out, true));
+        }
+        let from = out.len().saturating_sub(delim.len() - 1);
+        let mut joined = out[from..].to_vec();
+        joined.extend_from_slice(&buf[..peeked]);
+        let take = match joined.windows(delim.len()).position(|w| w == delim.as_slice()) {
+            Some(i) => from + i + delim.len() - out.len(),
+            None => peeked,
+        };
+        let got = sock::read_once(s, call, &mut buf[..take], false)?;
+        out.extend_from_slice(&buf[..got]);
+        if out.ends_with(&delim) && got == take {
+            return Ok((out, false));
+        }
+    }
+}
+
+fn read_result(shared: &Shared, socket: &str, r: io::Result<(Vec<u8>, bool)>) -> Actual {
+    match r {
+        Ok((data, eof)) => {
+            let mut st = shared.borrow_mut();
+            let offset = st.received.entry(socket.to_string()).or_default();
+            let start = *offset;
+            *offset += data.len() as u64;
+            if data.is_empty() && eof {
+                Actual::Eof { data, start }
+            } else if eof {
+                Actual::Read { data, start, eof }
+            } else {
+                Actual::Read { data, start, eof: false }
+            }
+        }
+        Err(e) => Actual::Failed(e),
+    }
+}
+
+/// A property's value.
+#[derive(Debug, Clone, PartialEq)]
+enum Prop {
+    Num(u64),
+    Text(String),
+    Addr(SocketAddr),
+}
+
+impl Prop {
+    fn compare(&self, op: CompareOp, other: &Prop) -> bool {
+        match (self, other) {
+            (Prop::Num(a), Prop::Num(b)) => op.holds(a, b),
+            _ => match op {
+                CompareOp::Eq => self == other,
+                CompareOp::Ne => self != other,
+                _ => false,
+            },
+        }
+    }
+
+    fn show(&self, names: &HashMap<SocketAddr, String>) -> String {
+        match self {
+            Prop::Num(n) => n.to_string(),
+            Prop::Text(t) => t.clone(),
+            Prop::Addr(a) => names.get(a).cloned().unwrap_or_else(|| a.to_string()),
+        }
+    }
+}
+
+fn property_value(st: &State, name: &str, p: Property) -> io::Result<Prop> {
+    let s = match st.sock(name) {
+        Ok(s) => s,
+        Err(_) if p == Property::State && st.closed.contains(name) => return Ok(Prop::Text("CLOSED".into())),
+        Err(e) => return Err(e),
+    };
+    let addr = |a: io::Result<socket2::SockAddr>| -> io::Result<Prop> {
+        a?.as_socket()
+            .map(Prop::Addr)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
+    };
+    match p {
+        Property::Peer => addr(s.socket().peer_addr()),
+        Property::Local => addr(s.socket().local_addr()),
+        Property::Fd => Ok(Prop::Num(u64::try_from(s.fd()).unwrap_or(0))),
+        Property::State => sock::state(&s).map(|t| Prop::Text(t.into())),
+        Property::Queued if s.listener => sock::queued(&s).map(Prop::Num),
+        Property::Unread if !s.listener => sock::unread(&s).map(Prop::Num),
+        Property::Unsent if !s.listener => sock::unsent(&s).map(Prop::Num),
+        _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    }
+}
+
+fn outcome_of(actual: &Actual) -> Outcome {
+    match actual {
+        Actual::Done(detail) => Outcome::Ok { detail: detail.clone() },
+        Actual::Sent { count, start } => Outcome::Sent { count: *count, start: *start },
+        Actual::Read { data, start, eof } => Outcome::Received {
+            count: data.len() as u64,
+            start: *start,
+            preview: preview(data, PREVIEW),
+            eof: *eof,
+        },
+        Actual::Eof { data, .. } if data.is_empty() => Outcome::Eof,
+        Actual::Eof { data, start } => Outcome::Received {
+            count: data.len() as u64,
+            start: *start,
+            preview: preview(data, PREVIEW),
+            eof: true,
+        },
+        Actual::Failed(e) => Outcome::Error { errno: errno_of(e) },
+        Actual::TimedOut(d) => Outcome::TimedOut { after: *d },
+    }
+}
+
+fn line_of(step: &Step) -> u32 {
+    step.origin.as_ref().map_or(0, |o| o.line)
+}
+
+fn statement_text(step: &Step) -> String {
+    let text = step.to_string();
+    if text.chars().count() <= MAX_STATEMENT {
+        return text;
+    }
+    let cut: String = text.chars().take(MAX_STATEMENT - 3).collect();
+    format!("{cut}...")
+}
+
+fn fmt_ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
