@@ -58,7 +58,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
         let shown = p.display().to_string();
         let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => LoadError::Missing(shown.clone()),
-            _ => LoadError::Read { path: shown.clone(), source: e },
+            _ => LoadError::Read {
+                path: shown.clone(),
+                source: e,
+            },
         })?;
         if meta.is_dir() {
             let mut files = Vec::new();
@@ -74,7 +77,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
                 out.push(read(&f, name)?);
             }
         } else {
-            let name = p.file_stem().map_or_else(|| shown.clone(), |s| s.to_string_lossy().into_owned());
+            let name = p
+                .file_stem()
+                .map_or_else(|| shown.clone(), |s| s.to_string_lossy().into_owned());
             out.push(read(p, name)?);
         }
     }
@@ -83,8 +88,15 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
 
 fn read(path: &Path, name: String) -> Result<Source, LoadError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Read { path: shown.clone(), source: e })?;
-    Ok(Source { path: shown, name, bytes })
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+        path: shown.clone(),
+        source: e,
+    })?;
+    Ok(Source {
+        path: shown,
+        name,
+        bytes,
+    })
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
@@ -93,13 +105,22 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
         source: e,
     })?;
     for entry in entries {
-        let entry = entry.map_err(|e| LoadError::Read { path: dir.display().to_string(), source: e })?;
+        let entry = entry.map_err(|e| LoadError::Read {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
         let path = entry.path();
-        let kind = entry.file_type().map_err(|e| LoadError::Read { path: path.display().to_string(), source: e })?;
+        let kind = entry.file_type().map_err(|e| LoadError::Read {
+            path: path.display().to_string(),
+            source: e,
+        })?;
         if kind.is_dir() {
             // Build output and snapshots hold no scenarios; skipping them keeps a walk of a
             // checkout fast.
-            let skip = matches!(path.file_name().and_then(|n| n.to_str()), Some("target" | ".git" | "snapshots"));
+            let skip = matches!(
+                path.file_name().and_then(|n| n.to_str()),
+                Some("target" | ".git" | "snapshots")
+            );
             if !skip {
                 walk(&path, out)?;
             }

@@ -22,7 +22,9 @@ pub const EXIT_INVALID: u8 = 2;
 /// Scripted scenarios on real kernel sockets: what a server and the kernel really do.
 #[derive(Parser)]
 #[command(name = "sockharness", version, about, long_about = None)]
-#[command(after_help = "Exit status: 0 nothing failed, 1 a scenario failed, 2 invalid input or usage.")]
+#[command(
+    after_help = "Exit status: 0 nothing failed, 1 a scenario failed, 2 invalid input or usage."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +77,11 @@ pub fn main() -> Result<ExitCode> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_INVALID } else { EXIT_OK };
+            let code = if e.use_stderr() {
+                EXIT_INVALID
+            } else {
+                EXIT_OK
+            };
             let _ = e.print();
             return Ok(ExitCode::from(code));
         }
@@ -114,7 +120,11 @@ fn report_invalid(bad: &[sockharness::script::Diagnostics]) -> ExitCode {
 }
 
 fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 fn check(args: CheckArgs) -> Result<ExitCode> {
@@ -153,6 +163,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Format::Json => println!("{}", output::json(&rows)),
         Format::Junit => println!("{}", output::junit(&rows, started.elapsed())?),
     }
-    let failed = results.iter().any(|r| matches!(r.status, Status::Failed(_)));
+    let failed = results
+        .iter()
+        .any(|r| matches!(r.status, Status::Failed(_)));
     Ok(ExitCode::from(if failed { EXIT_FAILED } else { EXIT_OK }))
 }

@@ -71,7 +71,10 @@ fn counts(rows: &[(&Source, &ScenarioRun)]) -> (usize, usize, usize) {
 }
 
 pub fn text_summary(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) {
-    let failures: Vec<_> = rows.iter().filter(|(_, r)| matches!(r.status, Status::Failed(_))).collect();
+    let failures: Vec<_> = rows
+        .iter()
+        .filter(|(_, r)| matches!(r.status, Status::Failed(_)))
+        .collect();
     if !failures.is_empty() {
         println!();
         for (s, r) in failures {
@@ -79,7 +82,10 @@ pub fn text_summary(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) {
         }
     }
     let (p, f, s) = counts(rows);
-    println!("{p} passed, {f} failed, {s} skipped ({:.2}s)", elapsed.as_secs_f64());
+    println!(
+        "{p} passed, {f} failed, {s} skipped ({:.2}s)",
+        elapsed.as_secs_f64()
+    );
 }
 
 pub fn json(rows: &[(&Source, &ScenarioRun)]) -> String {
@@ -132,7 +138,10 @@ pub fn junit(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) -> Result<Stri
             }
             Status::Failed(f) => {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                st.set_message(format!("line {}: expected {}, got {}", f.line, f.expected, f.actual));
+                st.set_message(format!(
+                    "line {}: expected {}, got {}",
+                    f.line, f.expected, f.actual
+                ));
                 st.set_description(report::render(&s.path, r));
                 st
             }

@@ -15,7 +15,11 @@ pub(crate) enum Actual {
     Sent { count: u64, start: u64 },
     /// Bytes read at this offset of the incoming stream; `eof` when the stream ended (only
     /// `recv all` ends that way and still succeeds).
-    Read { data: Vec<u8>, start: u64, eof: bool },
+    Read {
+        data: Vec<u8>,
+        start: u64,
+        eof: bool,
+    },
     /// The stream ended before the read was satisfied: `exact` or `until` cut short, or a
     /// one-call read that returned 0.
     Eof { data: Vec<u8>, start: u64 },
@@ -45,11 +49,13 @@ impl Actual {
             Actual::Read { data, eof, .. } => format!(
                 "{} bytes {}{}",
                 data.len(),
-                preview(data, 64),
+                preview(data, 32),
                 if *eof { ", then EOF" } else { "" }
             ),
             Actual::Eof { data, .. } if data.is_empty() => "EOF".into(),
-            Actual::Eof { data, .. } => format!("EOF after {} bytes {}", data.len(), preview(data, 64)),
+            Actual::Eof { data, .. } => {
+                format!("EOF after {} bytes {}", data.len(), preview(data, 32))
+            }
             Actual::Failed(e) => errno_of(e),
             Actual::TimedOut(d) => format!("timed out after {}", Dur(*d)),
         }
@@ -136,7 +142,11 @@ mod tests {
     use crate::script::Data;
 
     fn read(b: &[u8]) -> Actual {
-        Actual::Read { data: b.to_vec(), start: 0, eof: false }
+        Actual::Read {
+            data: b.to_vec(),
+            start: 0,
+            eof: false,
+        }
     }
 
     #[test]
@@ -160,9 +170,15 @@ mod tests {
 
     #[test]
     fn eof_matches_an_empty_read_and_a_short_exact() {
-        let eof = Actual::Eof { data: vec![], start: 0 };
+        let eof = Actual::Eof {
+            data: vec![],
+            start: 0,
+        };
         assert!(check_result(Some(&Expected::Eof), &eof, |_| vec![]).is_ok());
-        let short = Actual::Eof { data: b"ab".to_vec(), start: 0 };
+        let short = Actual::Eof {
+            data: b"ab".to_vec(),
+            start: 0,
+        };
         assert!(check_result(Some(&Expected::Eof), &short, |_| vec![]).is_ok());
         assert!(check_result(None, &short, |_| vec![]).is_err());
         assert!(check_result(Some(&Expected::Eof), &read(b"x"), |_| vec![]).is_err());

@@ -16,8 +16,8 @@ use super::sock::{self, Sock};
 use super::timing::Tolerance;
 use super::{Failure, Status};
 use crate::script::{
-    preview, CompareOp, Data, Dur, Endpoint, Property, RecvMode, Scenario, SendMode,
-    Statement, Step, Value,
+    preview, CompareOp, Data, Dur, Endpoint, Property, RecvMode, Scenario, SendMode, Statement,
+    Step, Value,
 };
 use crate::trace::{Event, Outcome, Trace};
 
@@ -135,7 +135,10 @@ impl<'a> Exec<'a> {
     fn fail(&self, step: &Step, m: Mismatch) -> Failure {
         Failure {
             line: line_of(step),
-            statement: step.origin.as_ref().map_or_else(|| step.to_string(), |o| o.text.clone()),
+            statement: step
+                .origin
+                .as_ref()
+                .map_or_else(|| step.to_string(), |o| o.text.clone()),
             expected: m.expected,
             actual: m.actual,
             detail: m.detail,
@@ -149,8 +152,15 @@ impl<'a> Exec<'a> {
             Statement::ExpectPending { handle, duration } => {
                 return self.expect_pending(step, handle, *duration).await
             }
-            Statement::ExpectProperty { subject, property, op, value } => {
-                return self.expect_property(step, subject, *property, *op, value).await
+            Statement::ExpectProperty {
+                subject,
+                property,
+                op,
+                value,
+            } => {
+                return self
+                    .expect_property(step, subject, *property, *op, value)
+                    .await
             }
             _ => {}
         }
@@ -177,7 +187,14 @@ impl<'a> Exec<'a> {
                     checked_pending: false,
                 },
             );
-            self.record(step, Outcome::Started { handle: handle.clone() }, at, Duration::ZERO);
+            self.record(
+                step,
+                Outcome::Started {
+                    handle: handle.clone(),
+                },
+                at,
+                Duration::ZERO,
+            );
             return Ok(());
         }
         let actual = tokio::time::timeout(self.timeout, fut)
@@ -187,7 +204,13 @@ impl<'a> Exec<'a> {
     }
 
     /// Records a finished statement and checks its expectation.
-    fn conclude(&mut self, step: &Step, actual: Actual, at: Instant, elapsed: Duration) -> Result<(), Failure> {
+    fn conclude(
+        &mut self,
+        step: &Step,
+        actual: Actual,
+        at: Instant,
+        elapsed: Duration,
+    ) -> Result<(), Failure> {
         let outcome = outcome_of(&actual);
         self.record(step, outcome, at, elapsed);
         let expect = step.expect.as_ref();
@@ -201,7 +224,11 @@ impl<'a> Exec<'a> {
                 return Err(self.fail(
                     step,
                     Mismatch {
-                        expected: format!("within {} (+{} tolerance)", Dur(d), fmt_ms(self.tolerance.slack(d))),
+                        expected: format!(
+                            "within {} (+{} tolerance)",
+                            Dur(d),
+                            fmt_ms(self.tolerance.slack(d))
+                        ),
                         actual: format!("{} after {}", actual.describe(), fmt_ms(elapsed)),
                         detail: None,
                     },
@@ -214,34 +241,48 @@ impl<'a> Exec<'a> {
     async fn wait(&mut self, step: &Step, handle: &str) -> Result<(), Failure> {
         let at = Instant::now();
         let Some(bg) = self.handles.get_mut(handle) else {
-            return Err(self.fail(step, Mismatch {
-                expected: format!("background statement `{handle}`"),
-                actual: "it never started (an earlier statement failed to start it)".into(),
-                detail: None,
-            }));
+            return Err(self.fail(
+                step,
+                Mismatch {
+                    expected: format!("background statement `{handle}`"),
+                    actual: "it never started (an earlier statement failed to start it)".into(),
+                    detail: None,
+                },
+            ));
         };
         bg.waited = true;
         // The task enforces its own deadline; this bound only guards against a bug in that.
         let guard = self.timeout + Duration::from_secs(1);
         let (actual, elapsed) = match tokio::time::timeout(guard, &mut bg.task).await {
             Ok(Ok(done)) => done,
-            Ok(Err(e)) => (Actual::Failed(io::Error::other(e.to_string())), at.elapsed()),
+            Ok(Err(e)) => (
+                Actual::Failed(io::Error::other(e.to_string())),
+                at.elapsed(),
+            ),
             Err(_) => (Actual::TimedOut(guard), guard),
         };
         self.conclude(step, actual, at, elapsed)
     }
 
-    async fn expect_pending(&mut self, step: &Step, handle: &str, d: Option<Duration>) -> Result<(), Failure> {
+    async fn expect_pending(
+        &mut self,
+        step: &Step,
+        handle: &str,
+        d: Option<Duration>,
+    ) -> Result<(), Failure> {
         let at = Instant::now();
         if let Some(d) = d {
             tokio::time::sleep(self.tolerance.pending_wait(d)).await;
         }
         let Some(bg) = self.handles.get_mut(handle) else {
-            return Err(self.fail(step, Mismatch {
-                expected: "pending".into(),
-                actual: format!("`{handle}` never started"),
-                detail: None,
-            }));
+            return Err(self.fail(
+                step,
+                Mismatch {
+                    expected: "pending".into(),
+                    actual: format!("`{handle}` never started"),
+                    detail: None,
+                },
+            ));
         };
         if bg.task.is_finished() {
             bg.waited = true;
@@ -252,11 +293,14 @@ impl<'a> Exec<'a> {
             };
             let outcome = outcome_of(&actual);
             self.record(step, outcome, at, elapsed);
-            return Err(self.fail(step, Mismatch {
-                expected: format!("`{handle}` still pending"),
-                actual: format!("finished after {}: {}", fmt_ms(took), actual.describe()),
-                detail: None,
-            }));
+            return Err(self.fail(
+                step,
+                Mismatch {
+                    expected: format!("`{handle}` still pending"),
+                    actual: format!("finished after {}: {}", fmt_ms(took), actual.describe()),
+                    detail: None,
+                },
+            ));
         }
         bg.checked_pending = true;
         self.record(step, Outcome::Pending, at, at.elapsed());
@@ -304,8 +348,12 @@ impl<'a> Exec<'a> {
                 };
                 let outcome = match &left {
                     // Descriptor numbers depend on what else the process has open.
-                    Ok(_) if property == Property::Fd => Outcome::Ok { detail: Some(format!("{subject}.fd is fd({subject})")) },
-                    Ok(_) => Outcome::Ok { detail: Some(format!("{subject}.{} is {}", property.name(), shown(&left))) },
+                    Ok(_) if property == Property::Fd => Outcome::Observed {
+                        value: format!("{subject}.fd is fd({subject})"),
+                    },
+                    Ok(_) => Outcome::Observed {
+                        value: format!("{subject}.{} is {}", property.name(), shown(&left)),
+                    },
                     Err(e) => Outcome::Error { errno: errno_of(e) },
                 };
                 self.record(step, outcome, at, at.elapsed());
@@ -318,11 +366,14 @@ impl<'a> Exec<'a> {
                     }
                     _ => value.to_string(),
                 };
-                return Err(self.fail(step, Mismatch {
-                    expected: format!("{subject}.{} {} {rhs}", property.name(), op.symbol()),
-                    actual: format!("{subject}.{} is {}", property.name(), shown(&left)),
-                    detail: None,
-                }));
+                return Err(self.fail(
+                    step,
+                    Mismatch {
+                        expected: format!("{subject}.{} {} {rhs}", property.name(), op.symbol()),
+                        actual: format!("{subject}.{} is {}", property.name(), shown(&left)),
+                        detail: None,
+                    },
+                ));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -336,7 +387,9 @@ impl<'a> Exec<'a> {
             let failure = |actual: String| Failure {
                 line: bg.line,
                 statement: bg.statement.clone(),
-                expected: format!("`{name}` finished successfully or checked with `expect {name} pending`"),
+                expected: format!(
+                    "`{name}` finished successfully or checked with `expect {name} pending`"
+                ),
                 actual,
                 detail: None,
             };
@@ -366,7 +419,12 @@ impl<'a> Exec<'a> {
             }
         };
         match statement {
-            Statement::Listen { name, on, backlog, opts } => {
+            Statement::Listen {
+                name,
+                on,
+                backlog,
+                opts,
+            } => {
                 let addr = self.endpoint(on).map_err(failed)?;
                 let s = sock::listen(addr, *backlog, opts).map_err(failed)?;
                 shared.borrow_mut().register(name, Rc::new(s));
@@ -408,16 +466,35 @@ impl<'a> Exec<'a> {
                     }
                 }))
             }
-            Statement::Send { socket, data, mode, call } => {
+            Statement::Send {
+                socket,
+                data,
+                mode,
+                call,
+            } => {
                 let s = shared.borrow().sock(socket).map_err(failed)?;
                 let bytes = data.bytes();
-                let start = shared.borrow().sent.get(socket).map_or(0, |v| v.len() as u64);
+                let start = shared
+                    .borrow()
+                    .sent
+                    .get(socket)
+                    .map_or(0, |v| v.len() as u64);
                 let (socket, call) = (socket.clone(), *call);
                 match mode {
                     SendMode::Nowait => match sock::write_once(&s, call, &bytes) {
                         Ok(n) => {
-                            shared.borrow_mut().sent.entry(socket).or_default().extend_from_slice(&bytes[..n]);
-                            Ok(Box::pin(async move { Actual::Sent { count: n as u64, start } }))
+                            shared
+                                .borrow_mut()
+                                .sent
+                                .entry(socket)
+                                .or_default()
+                                .extend_from_slice(&bytes[..n]);
+                            Ok(Box::pin(async move {
+                                Actual::Sent {
+                                    count: n as u64,
+                                    start,
+                                }
+                            }))
                         }
                         Err(e) => Err(Actual::Failed(e)),
                     },
@@ -430,7 +507,9 @@ impl<'a> Exec<'a> {
                                     return Actual::Failed(e);
                                 }
                             }
-                            let size = chunk.map_or(bytes.len().max(1), |c| usize::try_from(c).unwrap_or(usize::MAX));
+                            let size = chunk.map_or(bytes.len().max(1), |c| {
+                                usize::try_from(c).unwrap_or(usize::MAX)
+                            });
                             let mut written = 0u64;
                             for (i, piece) in bytes.chunks(size).enumerate() {
                                 if i > 0 {
@@ -440,14 +519,22 @@ impl<'a> Exec<'a> {
                                 }
                                 let r = sock::write_all(&s, call, piece, |done| {
                                     written += done.len() as u64;
-                                    shared.borrow_mut().sent.entry(socket.clone()).or_default().extend_from_slice(done);
+                                    shared
+                                        .borrow_mut()
+                                        .sent
+                                        .entry(socket.clone())
+                                        .or_default()
+                                        .extend_from_slice(done);
                                 })
                                 .await;
                                 if let Err(e) = r {
                                     return Actual::Failed(e);
                                 }
                             }
-                            Actual::Sent { count: written, start }
+                            Actual::Sent {
+                                count: written,
+                                start,
+                            }
                         }))
                     }
                 }
@@ -458,10 +545,14 @@ impl<'a> Exec<'a> {
                 if let RecvMode::Once { size, nowait: true } = mode {
                     let mut buf = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
                     let r = sock::read_once(&s, call, &mut buf, false);
-                    return Err(read_result(&shared, &socket, r.map(|n| {
-                        buf.truncate(n);
-                        (buf, n == 0)
-                    })));
+                    return Err(read_result(
+                        &shared,
+                        &socket,
+                        r.map(|n| {
+                            buf.truncate(n);
+                            (buf, n == 0)
+                        }),
+                    ));
                 }
                 Ok(Box::pin(async move {
                     let r = recv(&s, call, &mode).await;
@@ -482,7 +573,9 @@ impl<'a> Exec<'a> {
             Statement::Abort { socket } => {
                 let mut st = shared.borrow_mut();
                 let s = st.sock(socket).map_err(failed)?;
-                s.socket().set_linger(Some(Duration::ZERO)).map_err(failed)?;
+                s.socket()
+                    .set_linger(Some(Duration::ZERO))
+                    .map_err(failed)?;
                 st.socks.remove(socket);
                 st.closed.insert(socket.clone());
                 done(Ok(()))
@@ -498,7 +591,9 @@ impl<'a> Exec<'a> {
                     Actual::Done(None)
                 }))
             }
-            Statement::Wait { .. } | Statement::ExpectPending { .. } | Statement::ExpectProperty { .. } => {
+            Statement::Wait { .. }
+            | Statement::ExpectPending { .. }
+            | Statement::ExpectProperty { .. } => {
                 unreachable!("handled by Exec::step before start() is called")
             }
         }
@@ -519,7 +614,11 @@ impl<'a> Exec<'a> {
 }
 
 /// Reads per `mode`; the flag says whether the stream ended.
-async fn recv(s: &Sock, call: crate::script::IoCall, mode: &RecvMode) -> io::Result<(Vec<u8>, bool)> {
+async fn recv(
+    s: &Sock,
+    call: crate::script::IoCall,
+    mode: &RecvMode,
+) -> io::Result<(Vec<u8>, bool)> {
     match mode {
         RecvMode::Once { size, .. } => {
             let mut buf = vec![0; usize::try_from(*size).unwrap_or(usize::MAX)];
@@ -558,7 +657,11 @@ async fn recv(s: &Sock, call: crate::script::IoCall, mode: &RecvMode) -> io::Res
 
 /// Reads up to and including `delim`, never past it: it peeks first and then takes only what
 /// belongs to this statement, so the next statement finds the rest.
-async fn read_until(s: &Sock, call: crate::script::IoCall, delim: &Data) -> io::Result<(Vec<u8>, bool)> {
+async fn read_until(
+    s: &Sock,
+    call: crate::script::IoCall,
+    delim: &Data,
+) -> io::Result<(Vec<u8>, bool)> {
     let delim = delim.bytes();
     let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0; READ_CHUNK];
@@ -570,7 +673,10 @@ async fn read_until(s: &Sock, call: crate::script::IoCall, delim: &Data) -> io::
         let from = out.len().saturating_sub(delim.len() - 1);
         let mut joined = out[from..].to_vec();
         joined.extend_from_slice(&buf[..peeked]);
-        let take = match joined.windows(delim.len()).position(|w| w == delim.as_slice()) {
+        let take = match joined
+            .windows(delim.len())
+            .position(|w| w == delim.as_slice())
+        {
             Some(i) => from + i + delim.len() - out.len(),
             None => peeked,
         };
@@ -594,7 +700,11 @@ fn read_result(shared: &Shared, socket: &str, r: io::Result<(Vec<u8>, bool)>) ->
             } else if eof {
                 Actual::Read { data, start, eof }
             } else {
-                Actual::Read { data, start, eof: false }
+                Actual::Read {
+                    data,
+                    start,
+                    eof: false,
+                }
             }
         }
         Err(e) => Actual::Failed(e),
@@ -633,7 +743,9 @@ impl Prop {
 fn property_value(st: &State, name: &str, p: Property) -> io::Result<Prop> {
     let s = match st.sock(name) {
         Ok(s) => s,
-        Err(_) if p == Property::State && st.closed.contains(name) => return Ok(Prop::Text("CLOSED".into())),
+        Err(_) if p == Property::State && st.closed.contains(name) => {
+            return Ok(Prop::Text("CLOSED".into()))
+        }
         Err(e) => return Err(e),
     };
     let addr = |a: io::Result<socket2::SockAddr>| -> io::Result<Prop> {
@@ -655,8 +767,13 @@ fn property_value(st: &State, name: &str, p: Property) -> io::Result<Prop> {
 
 fn outcome_of(actual: &Actual) -> Outcome {
     match actual {
-        Actual::Done(detail) => Outcome::Ok { detail: detail.clone() },
-        Actual::Sent { count, start } => Outcome::Sent { count: *count, start: *start },
+        Actual::Done(detail) => Outcome::Ok {
+            detail: detail.clone(),
+        },
+        Actual::Sent { count, start } => Outcome::Sent {
+            count: *count,
+            start: *start,
+        },
         Actual::Read { data, start, eof } => Outcome::Received {
             count: data.len() as u64,
             start: *start,

@@ -12,7 +12,9 @@ mod timing;
 
 use std::time::{Duration, Instant};
 
-pub use timing::{scale_from_env, Tolerance, DEFAULT_TIMEOUT, DEFAULT_TOLERANCE, RELATIVE, SCALE_VAR};
+pub use timing::{
+    scale_from_env, Tolerance, DEFAULT_TIMEOUT, DEFAULT_TOLERANCE, RELATIVE, SCALE_VAR,
+};
 
 use crate::script::Scenario;
 use crate::trace::Trace;
@@ -96,7 +98,10 @@ pub fn run(scenario: &Scenario) -> ScenarioRun {
     let timeout = scenario.settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let tolerance = Tolerance::from_env(scenario.settings.tolerance);
     let local = tokio::task::LocalSet::new();
-    let (status, trace) = local.block_on(&runtime, exec::Exec::new(scenario, timeout, tolerance).run());
+    let (status, trace) = local.block_on(
+        &runtime,
+        exec::Exec::new(scenario, timeout, tolerance).run(),
+    );
     // Dropping the set and the runtime here cancels what is left and closes every socket.
     drop(local);
     drop(runtime);

@@ -64,7 +64,11 @@ pub(crate) fn apply_opts(s: &Socket, o: &SockOpts) -> io::Result<()> {
 }
 
 fn tcp_socket(addr: &SocketAddr) -> io::Result<Socket> {
-    Socket::new(Domain::for_address(*addr), Type::STREAM, Some(Protocol::TCP))
+    Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
 }
 
 /// socket(), options, bind(), listen().
@@ -79,7 +83,10 @@ pub(crate) fn listen(addr: SocketAddr, backlog: Option<u32>, opts: &SockOpts) ->
 /// socket(), options, and a non-blocking connect() that has been started but not finished.
 /// A connect() that fails at once still leaves a socket, as it does for a program; its error is
 /// returned beside it.
-pub(crate) fn start_connect(addr: SocketAddr, opts: &SockOpts) -> io::Result<(Sock, Option<io::Error>)> {
+pub(crate) fn start_connect(
+    addr: SocketAddr,
+    opts: &SockOpts,
+) -> io::Result<(Sock, Option<io::Error>)> {
     let s = tcp_socket(&addr)?;
     apply_opts(&s, opts)?;
     s.set_nonblocking(true)?;
@@ -137,7 +144,12 @@ pub(crate) fn write_once(sock: &Sock, call: IoCall, buf: &[u8]) -> io::Result<us
 }
 
 /// One read call, non-blocking; `peek` leaves the bytes in the queue.
-pub(crate) fn read_once(sock: &Sock, call: IoCall, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+pub(crate) fn read_once(
+    sock: &Sock,
+    call: IoCall,
+    buf: &mut [u8],
+    peek: bool,
+) -> io::Result<usize> {
     let fd = sock.fd();
     // SAFETY: `fd` is open for the lifetime of `sock`, and `buf` is valid for `buf.len()` bytes.
     let n = unsafe {
@@ -173,7 +185,12 @@ pub(crate) async fn write_all(
 }
 
 /// One read call that waits until the socket is readable.
-pub(crate) async fn read_blocking(sock: &Sock, call: IoCall, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+pub(crate) async fn read_blocking(
+    sock: &Sock,
+    call: IoCall,
+    buf: &mut [u8],
+    peek: bool,
+) -> io::Result<usize> {
     loop {
         let mut guard = sock.io.readable().await?;
         match guard.try_io(|_| read_once(sock, call, buf, peek)) {
@@ -214,7 +231,10 @@ fn tcp_info(sock: &Sock) -> io::Result<libc::tcp_info> {
 /// The TCP state's language name, from TCP_INFO.
 pub(crate) fn state(sock: &Sock) -> io::Result<&'static str> {
     let s = usize::from(tcp_info(sock)?.tcpi_state);
-    Ok(TCP_STATES.get(s.wrapping_sub(1)).copied().unwrap_or("UNKNOWN"))
+    Ok(TCP_STATES
+        .get(s.wrapping_sub(1))
+        .copied()
+        .unwrap_or("UNKNOWN"))
 }
 
 /// Completed connections in a listener's accept queue: for a listener, Linux reports the queue

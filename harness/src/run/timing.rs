@@ -87,16 +87,25 @@ mod tests {
 
     #[test]
     fn within_allows_absolute_and_relative_slack() {
-        let t = Tolerance { absolute: ms(50), scale: 1.0 };
+        let t = Tolerance {
+            absolute: ms(50),
+            scale: 1.0,
+        };
         assert!(t.within(ms(1150), ms(1000)));
         assert!(!t.within(ms(1151), ms(1000)));
     }
 
     #[test]
     fn pending_waits_at_least_half() {
-        let t = Tolerance { absolute: ms(50), scale: 10.0 };
+        let t = Tolerance {
+            absolute: ms(50),
+            scale: 10.0,
+        };
         assert_eq!(t.pending_wait(ms(100)), ms(50));
-        let t = Tolerance { absolute: ms(10), scale: 1.0 };
+        let t = Tolerance {
+            absolute: ms(10),
+            scale: 1.0,
+        };
         assert_eq!(t.pending_wait(ms(1000)), ms(890));
     }
 }

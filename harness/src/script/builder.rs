@@ -48,7 +48,10 @@ impl ScenarioBuilder {
 
     /// Adds a `sysctl KEY=VALUE` setting.
     pub fn sysctl(mut self, key: &str, value: &str) -> Self {
-        self.scenario.settings.sysctls.push((key.into(), value.into()));
+        self.scenario
+            .settings
+            .sysctls
+            .push((key.into(), value.into()));
         self
     }
 
@@ -95,7 +98,10 @@ impl ScenarioBuilder {
         self.statement(Statement::Send {
             socket: socket.into(),
             data: data.into(),
-            mode: SendMode::Blocking { chunk: None, gap: None },
+            mode: SendMode::Blocking {
+                chunk: None,
+                gap: None,
+            },
             call: IoCall::Socket,
         })
     }
@@ -104,19 +110,26 @@ impl ScenarioBuilder {
     pub fn recv(self, socket: &str, size: u64) -> Self {
         self.statement(Statement::Recv {
             socket: socket.into(),
-            mode: RecvMode::Once { size, nowait: false },
+            mode: RecvMode::Once {
+                size,
+                nowait: false,
+            },
             call: IoCall::Socket,
         })
     }
 
     /// `close SOCKET`.
     pub fn close(self, socket: &str) -> Self {
-        self.statement(Statement::Close { socket: socket.into() })
+        self.statement(Statement::Close {
+            socket: socket.into(),
+        })
     }
 
     /// `wait HANDLE`.
     pub fn wait(self, handle: &str) -> Self {
-        self.statement(Statement::Wait { handle: handle.into() })
+        self.statement(Statement::Wait {
+            handle: handle.into(),
+        })
     }
 
     /// `expect HANDLE pending [for DUR]`.
@@ -138,7 +151,12 @@ impl ScenarioBuilder {
     /// Adds `== RESULT` to the last statement.
     pub fn expect(mut self, result: Expected) -> Self {
         if let Some(step) = self.scenario.steps.last_mut() {
-            step.expect.get_or_insert(Expectation { result: None, within: None }).result = Some(result);
+            step.expect
+                .get_or_insert(Expectation {
+                    result: None,
+                    within: None,
+                })
+                .result = Some(result);
         }
         self
     }
@@ -146,7 +164,12 @@ impl ScenarioBuilder {
     /// Adds `within DUR` to the last statement.
     pub fn within(mut self, d: Duration) -> Self {
         if let Some(step) = self.scenario.steps.last_mut() {
-            step.expect.get_or_insert(Expectation { result: None, within: None }).within = Some(d);
+            step.expect
+                .get_or_insert(Expectation {
+                    result: None,
+                    within: None,
+                })
+                .within = Some(d);
         }
         self
     }

@@ -96,11 +96,7 @@ impl fmt::Display for Diagnostics {
             f.write_str(&render(&self.path, &self.source, problem))?;
         }
         if self.omitted > 0 {
-            writeln!(
-                f,
-                "{}: {} more problems not shown",
-                self.path, self.omitted
-            )?;
+            writeln!(f, "{}: {} more problems not shown", self.path, self.omitted)?;
         }
         Ok(())
     }
@@ -111,7 +107,10 @@ impl std::error::Error for Diagnostics {}
 /// Renders one problem: a grep- and editor-friendly first line, then codespan's source snippet.
 fn render(path: &str, source: &str, problem: &Problem) -> String {
     let pos = position(source, problem.span.start);
-    let header = format!("{path}:{}:{}: error: {}\n", pos.line, pos.column, problem.message);
+    let header = format!(
+        "{path}:{}:{}: error: {}\n",
+        pos.line, pos.column, problem.message
+    );
 
     // Show only the culprit's line, windowed when long, so a 10 MB line costs nothing to report.
     let line_start = source[..floor_char_boundary(source, problem.span.start.min(source.len()))]
@@ -121,8 +120,16 @@ fn render(path: &str, source: &str, problem: &Problem) -> String {
         .find('\n')
         .map_or(source.len(), |i| line_start + i);
     let line = &source[line_start..line_end];
-    let mut rel = problem.span.start.saturating_sub(line_start).min(line.len());
-    let mut rel_end = problem.span.end.saturating_sub(line_start).clamp(rel, line.len());
+    let mut rel = problem
+        .span
+        .start
+        .saturating_sub(line_start)
+        .min(line.len());
+    let mut rel_end = problem
+        .span
+        .end
+        .saturating_sub(line_start)
+        .clamp(rel, line.len());
     let mut shown = line.to_string();
     if line.len() > MAX_SHOWN_LINE {
         let from = floor_char_boundary(line, rel.saturating_sub(MAX_SHOWN_LINE / 2));
@@ -147,8 +154,7 @@ fn render(path: &str, source: &str, problem: &Problem) -> String {
     let diagnostic = Diagnostic::error()
         .with_message(&problem.message)
         .with_labels(vec![label]);
-    let body = term::emit_into_string(&Config::default(), &file, &diagnostic)
-        .unwrap_or_default();
+    let body = term::emit_into_string(&Config::default(), &file, &diagnostic).unwrap_or_default();
     // codespan opens with its own `error: ...` line; ours above carries the position.
     let body = body.split_once('\n').map_or("", |(_, rest)| rest);
     format!("{header}{body}")

@@ -167,7 +167,9 @@ fn lex_string(line: &str, mut i: usize, base: usize) -> Result<(Vec<u8>, usize),
                     Some(b'\\') => b'\\',
                     Some(b'"') => b'"',
                     Some(b'x') => {
-                        let hex = line.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok());
+                        let hex = line
+                            .get(i + 2..i + 4)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok());
                         match hex {
                             Some(v) => {
                                 out.push(v);

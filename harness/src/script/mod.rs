@@ -18,4 +18,4 @@ pub use data::{escape, preview, random_bytes};
 pub use diag::{position, Diagnostics, Position, Problem, MAX_PROBLEMS};
 pub use model::*;
 pub use parser::parse;
-pub use printer::Dur;
+pub use printer::{Dur, Size};

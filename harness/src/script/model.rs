@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-
 /// A whole scenario: its settings and its statements, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scenario {

@@ -11,12 +11,32 @@ use super::validate::{validate, Kind, NameRef};
 
 /// Statement and setting keywords, for "did you mean" hints.
 const KEYWORDS: &[&str] = &[
-    "timeout", "tolerance", "sysctl", "listen", "connect", "accept", "send", "write", "recv",
-    "read", "shutdown", "close", "abort", "set", "sleep", "wait", "expect",
+    "timeout",
+    "tolerance",
+    "sysctl",
+    "listen",
+    "connect",
+    "accept",
+    "send",
+    "write",
+    "recv",
+    "read",
+    "shutdown",
+    "close",
+    "abort",
+    "set",
+    "sleep",
+    "wait",
+    "expect",
 ];
 
 const OPTIONS: &[&str] = &[
-    "rcvbuf", "sndbuf", "nodelay", "reuseaddr", "reuseport", "keepalive",
+    "rcvbuf",
+    "sndbuf",
+    "nodelay",
+    "reuseaddr",
+    "reuseport",
+    "keepalive",
 ];
 
 /// A parsed step with what validation needs to know about its names.
@@ -44,6 +64,9 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
     let mut parsed = Vec::new();
     let mut seen_timeout = false;
     let mut seen_tolerance = false;
+    // Names on lines that did not parse: they may define something, so later uses of them are
+    // not reported again as undefined.
+    let mut maybe_defined = std::collections::HashSet::new();
 
     for (index, raw) in input.split(|&b| b == b'\n').enumerate() {
         let base = source.len();
@@ -54,8 +77,9 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
                 source.push_str(&String::from_utf8_lossy(raw));
                 source.push('\n');
                 problems.push(
-                    Problem::new(base + good..base + good + 1, "invalid UTF-8")
-                        .hint("scenario files are UTF-8 text; write bytes as \"\\xHH\" or hex\"..\""),
+                    Problem::new(base + good..base + good + 1, "invalid UTF-8").hint(
+                        "scenario files are UTF-8 text; write bytes as \"\\xHH\" or hex\"..\"",
+                    ),
                 );
                 continue;
             }
@@ -99,13 +123,19 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
                 let last = tokens[tokens.len() - 1].span.end - base;
                 let text = line[first..last].to_string();
                 ps.step.origin = Some(Origin { line: lineno, text });
-                parsed.push(ps);
+                parsed.push(*ps);
             }
-            Err(p) => problems.push(p),
+            Err(p) => {
+                problems.push(p);
+                maybe_defined.extend(tokens.iter().skip(1).filter_map(|t| match &t.tok {
+                    Tok::Ident(s) => Some(s.clone()),
+                    _ => None,
+                }));
+            }
         }
     }
 
-    problems.extend(validate(&parsed));
+    problems.extend(validate(&parsed, &maybe_defined));
     scenario.steps = parsed.into_iter().map(|p| p.step).collect();
     if problems.is_empty() {
         return Ok(scenario);
@@ -125,7 +155,7 @@ enum Item {
     Timeout(Duration, Range<usize>),
     Tolerance(Duration, Range<usize>),
     Sysctl(String, String),
-    Step(ParsedStep),
+    Step(Box<ParsedStep>),
 }
 
 struct LineParser<'a> {
@@ -164,7 +194,10 @@ impl LineParser<'_> {
     }
 
     fn error(&self, expected: &str) -> Problem {
-        Problem::new(self.span(), format!("expected {expected}, found {}", self.found()))
+        Problem::new(
+            self.span(),
+            format!("expected {expected}, found {}", self.found()),
+        )
     }
 
     fn at_ident(&self, word: &str) -> bool {
@@ -239,7 +272,8 @@ impl LineParser<'_> {
     fn size(&mut self) -> PResult<u64> {
         let (text, span) = self.number_text("a size such as `64KiB`")?;
         parse_size(&text).map_err(|m| {
-            Problem::new(span, m).hint("sizes are an integer with an optional `B`, `KiB`, `MiB` or `GiB`")
+            Problem::new(span, m)
+                .hint("sizes are an integer with an optional `B`, `KiB`, `MiB` or `GiB`")
         })
     }
 
@@ -289,14 +323,20 @@ impl LineParser<'_> {
                     } else if self.eat_ident("backlog") {
                         self.punct("=")?;
                         let n = self.integer("a backlog such as `8`")?;
-                        backlog = Some(u32::try_from(n).map_err(|_| {
-                            Problem::new(self.prev_span(), "backlog is too large")
-                        })?);
-                    } else if !self.option(&mut opts)? {
+                        backlog =
+                            Some(u32::try_from(n).map_err(|_| {
+                                Problem::new(self.prev_span(), "backlog is too large")
+                            })?);
+                    } else if !self.option(&mut opts, true)? {
                         break;
                     }
                 }
-                Statement::Listen { name, on, backlog, opts }
+                Statement::Listen {
+                    name,
+                    on,
+                    backlog,
+                    opts,
+                }
             }
             "connect" => {
                 let (name, nspan) = self.name("a socket name")?;
@@ -304,7 +344,7 @@ impl LineParser<'_> {
                 let to = self.endpoint(&mut names)?;
                 names.push(NameRef::def(name.clone(), nspan, Kind::Socket));
                 let mut opts = SockOpts::default();
-                while self.option(&mut opts)? {}
+                while self.option(&mut opts, false)? {}
                 Statement::Connect { name, to, opts }
             }
             "accept" => {
@@ -339,13 +379,25 @@ impl LineParser<'_> {
                         }
                     }
                     if gap.is_some() && chunk.is_none() {
-                        return Err(Problem::new(span.start..self.prev_span().end, "`gap=` needs `chunk=`")
-                            .hint("add `chunk=SIZE`: the gap is the pause between pieces"));
+                        return Err(Problem::new(
+                            span.start..self.prev_span().end,
+                            "`gap=` needs `chunk=`",
+                        )
+                        .hint("add `chunk=SIZE`: the gap is the pause between pieces"));
                     }
                     SendMode::Blocking { chunk, gap }
                 };
-                let call = if word == "send" { IoCall::Socket } else { IoCall::File };
-                Statement::Send { socket, data, mode, call }
+                let call = if word == "send" {
+                    IoCall::Socket
+                } else {
+                    IoCall::File
+                };
+                Statement::Send {
+                    socket,
+                    data,
+                    mode,
+                    call,
+                }
             }
             "recv" | "read" => {
                 let socket = self.socket(&mut names)?;
@@ -354,7 +406,10 @@ impl LineParser<'_> {
                 } else if self.eat_ident("until") {
                     let data = self.data(&mut names)?;
                     if data.is_empty() {
-                        return Err(Problem::new(self.prev_span(), "`until` needs at least one byte"));
+                        return Err(Problem::new(
+                            self.prev_span(),
+                            "`until` needs at least one byte",
+                        ));
                     }
                     RecvMode::Until(data)
                 } else if self.eat_ident("all") {
@@ -362,13 +417,23 @@ impl LineParser<'_> {
                 } else if matches!(self.peek(), Some(Tok::Number(_))) {
                     let size = self.size()?;
                     if size == 0 {
-                        return Err(Problem::new(self.prev_span(), "a read buffer must hold at least 1 byte"));
+                        return Err(Problem::new(
+                            self.prev_span(),
+                            "a read buffer must hold at least 1 byte",
+                        ));
                     }
-                    RecvMode::Once { size, nowait: self.eat_ident("nowait") }
+                    RecvMode::Once {
+                        size,
+                        nowait: self.eat_ident("nowait"),
+                    }
                 } else {
                     return Err(self.error("a buffer size, `exact`, `until` or `all`"));
                 };
-                let call = if word == "recv" { IoCall::Socket } else { IoCall::File };
+                let call = if word == "recv" {
+                    IoCall::Socket
+                } else {
+                    IoCall::File
+                };
                 Statement::Recv { socket, mode, call }
             }
             "shutdown" => {
@@ -386,21 +451,33 @@ impl LineParser<'_> {
             }
             "close" => {
                 let (socket, s) = self.name("a socket or listener name")?;
-                names.push(NameRef::uses(socket.clone(), s, &[Kind::Socket, Kind::Listener]));
+                names.push(NameRef::uses(
+                    socket.clone(),
+                    s,
+                    &[Kind::Socket, Kind::Listener],
+                ));
                 Statement::Close { socket }
             }
-            "abort" => Statement::Abort { socket: self.socket(&mut names)? },
+            "abort" => Statement::Abort {
+                socket: self.socket(&mut names)?,
+            },
             "set" => {
                 let (socket, s) = self.name("a socket or listener name")?;
-                names.push(NameRef::uses(socket.clone(), s, &[Kind::Socket, Kind::Listener]));
+                names.push(NameRef::uses(
+                    socket.clone(),
+                    s,
+                    &[Kind::Socket, Kind::Listener],
+                ));
                 let mut opts = SockOpts::default();
-                if !self.option(&mut opts)? {
+                if !self.option(&mut opts, false)? {
                     return Err(self.error("an option such as `nodelay` or `rcvbuf=4KiB`"));
                 }
-                while self.option(&mut opts)? {}
+                while self.option(&mut opts, false)? {}
                 Statement::Set { socket, opts }
             }
-            "sleep" => Statement::Sleep { duration: self.duration()? },
+            "sleep" => Statement::Sleep {
+                duration: self.duration()?,
+            },
             "wait" => {
                 let (handle, s) = self.name("a background handle")?;
                 names.push(NameRef::uses(handle.clone(), s, &[Kind::Handle]));
@@ -409,11 +486,16 @@ impl LineParser<'_> {
             "expect" => {
                 let statement = self.expect_statement(&mut names)?;
                 self.end()?;
-                return Ok(Item::Step(ParsedStep {
-                    step: Step { statement, background: None, expect: None, origin: None },
+                return Ok(Item::Step(Box::new(ParsedStep {
+                    step: Step {
+                        statement,
+                        background: None,
+                        expect: None,
+                        origin: None,
+                    },
                     names,
                     expect_span: None,
-                }));
+                })));
             }
             _ => return Err(unknown(&word, span, KEYWORDS, "statement")),
         };
@@ -428,29 +510,47 @@ impl LineParser<'_> {
         let expect = self.expectation(&mut names)?;
         let expect_span = expect.as_ref().map(|_| start..self.prev_span().end);
         self.end()?;
-        Ok(Item::Step(ParsedStep {
-            step: Step { statement, background, expect, origin: None },
+        Ok(Item::Step(Box::new(ParsedStep {
+            step: Step {
+                statement,
+                background,
+                expect,
+                origin: None,
+            },
             names,
             expect_span,
-        }))
+        })))
     }
 
     fn sysctl(&mut self) -> PResult<Item> {
         let start = self.span();
-        let Some(eq) = self.toks[self.pos..].iter().position(|t| t.tok == Tok::Punct("=")) else {
+        let Some(eq) = self.toks[self.pos..]
+            .iter()
+            .position(|t| t.tok == Tok::Punct("="))
+        else {
             return Err(Problem::new(start, "expected `KEY=VALUE`")
                 .hint("for example `sysctl net.core.somaxconn=8`"));
         };
         let eq_span = self.toks[self.pos + eq].span.clone();
         let key = &self.line[start.start - self.base..eq_span.start - self.base];
-        let value = self.line[eq_span.end - self.base..].split('#').next().unwrap_or("").trim();
+        let value = self.line[eq_span.end - self.base..]
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim();
         let key_ok = !key.is_empty()
             && key.split('.').all(|part| {
-                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             });
         if !key_ok || key.trim() != key {
-            return Err(Problem::new(start.start..eq_span.start, format!("`{key}` is not a sysctl key"))
-                .hint("keys are dotted names such as `net.core.somaxconn`"));
+            return Err(Problem::new(
+                start.start..eq_span.start,
+                format!("`{key}` is not a sysctl key"),
+            )
+            .hint("keys are dotted names such as `net.core.somaxconn`"));
         }
         if !key.starts_with("net.") {
             return Err(Problem::new(start.start..eq_span.start, "only network sysctls (`net.*`) can be set")
@@ -480,7 +580,11 @@ impl LineParser<'_> {
             }
             Some(Tok::Ident(_)) => {
                 let (n, span) = self.name("")?;
-                names.push(NameRef::uses(n.clone(), span, &[Kind::Listener, Kind::Socket]));
+                names.push(NameRef::uses(
+                    n.clone(),
+                    span,
+                    &[Kind::Listener, Kind::Socket],
+                ));
                 Ok(Endpoint::Name(n))
             }
             _ => Err(self.error("an address or a name")),
@@ -488,7 +592,7 @@ impl LineParser<'_> {
     }
 
     /// Parses one socket option if one is next; `Ok(false)` when the next token is not one.
-    fn option(&mut self, opts: &mut SockOpts) -> PResult<bool> {
+    fn option(&mut self, opts: &mut SockOpts, listen: bool) -> PResult<bool> {
         let Some(Tok::Ident(word)) = self.peek() else {
             return Ok(false);
         };
@@ -499,7 +603,11 @@ impl LineParser<'_> {
                 self.pos += 1;
                 self.punct("=")?;
                 let size = self.size()?;
-                let slot = if word == "rcvbuf" { &mut opts.rcvbuf } else { &mut opts.sndbuf };
+                let slot = if word == "rcvbuf" {
+                    &mut opts.rcvbuf
+                } else {
+                    &mut opts.sndbuf
+                };
                 *slot = Some(size);
             }
             "nodelay" => opts.nodelay = true,
@@ -507,7 +615,13 @@ impl LineParser<'_> {
             "reuseport" => opts.reuseport = true,
             "keepalive" => opts.keepalive = true,
             "within" => return Ok(false),
-            _ => return Err(unknown(&word, span, OPTIONS, "option")),
+            _ => {
+                let mut known = OPTIONS.to_vec();
+                if listen {
+                    known.extend(["backlog", "on"]);
+                }
+                return Err(unknown(&word, span, &known, "option"));
+            }
         }
         if !matches!(word.as_str(), "rcvbuf" | "sndbuf") {
             self.pos += 1;
@@ -540,7 +654,9 @@ impl LineParser<'_> {
                 self.punct(")")?;
                 Ok(Data::Random { size, seed })
             }
-            _ => Err(self.error("data: \"text\", hex\"..\", pattern(SIZE) or random(SIZE, seed=N)")),
+            _ => {
+                Err(self.error("data: \"text\", hex\"..\", pattern(SIZE) or random(SIZE, seed=N)"))
+            }
         }
     }
 
@@ -558,7 +674,10 @@ impl LineParser<'_> {
         if result.is_none() && within.is_none() {
             if let Some(Tok::Punct(p)) = self.peek() {
                 if matches!(*p, "!=" | "<" | "<=" | ">" | ">=" | "=") {
-                    return Err(Problem::new(self.span(), format!("a statement's result is checked with `==`, not `{p}`")));
+                    return Err(Problem::new(
+                        self.span(),
+                        format!("a statement's result is checked with `==`, not `{p}`"),
+                    ));
                 }
             }
             return Ok(None);
@@ -583,15 +702,29 @@ impl LineParser<'_> {
                 self.punct(")")?;
                 Ok(Expected::Sent(s))
             }
-            Some(Tok::Ident(w)) if w == "pattern" || w == "random" => Ok(Expected::Data(self.data(names)?)),
+            Some(Tok::Ident(w)) if w == "pattern" || w == "random" => {
+                Ok(Expected::Data(self.data(names)?))
+            }
             Some(Tok::Ident(_)) => {
                 let mut errors = Vec::new();
                 loop {
                     let (e, span) = self.name("an errno name")?;
                     if super::errno::number(&e).is_none() {
-                        let mut p = unknown(&e, span, &super::errno::names().collect::<Vec<_>>(), "errno");
+                        let mut p = unknown(
+                            &e,
+                            span,
+                            &super::errno::names().collect::<Vec<_>>(),
+                            "errno",
+                        );
                         if e.eq_ignore_ascii_case("ok") || e.eq_ignore_ascii_case("eof") {
-                            p = p.hint(format!("write `{}`", if e.eq_ignore_ascii_case("ok") { "ok" } else { "EOF" }));
+                            p = p.hint(format!(
+                                "write `{}`",
+                                if e.eq_ignore_ascii_case("ok") {
+                                    "ok"
+                                } else {
+                                    "EOF"
+                                }
+                            ));
                         }
                         return Err(p);
                     }
@@ -612,8 +745,15 @@ impl LineParser<'_> {
         let (subject, span) = self.name("a handle, socket or listener")?;
         if self.eat_ident("pending") {
             names.push(NameRef::uses(subject.clone(), span, &[Kind::Handle]));
-            let duration = if self.eat_ident("for") { Some(self.duration()?) } else { None };
-            return Ok(Statement::ExpectPending { handle: subject, duration });
+            let duration = if self.eat_ident("for") {
+                Some(self.duration()?)
+            } else {
+                None
+            };
+            return Ok(Statement::ExpectPending {
+                handle: subject,
+                duration,
+            });
         }
         if !self.eat_punct(".") {
             return Err(self.error("`.PROPERTY` or `pending`"));
@@ -638,14 +778,23 @@ impl LineParser<'_> {
         let op_span = self.span();
         self.pos += 1;
         if !property.is_numeric() && !matches!(op, CompareOp::Eq | CompareOp::Ne) {
-            return Err(Problem::new(op_span, format!("`{}` compares numbers; `{}` is not a number", op.symbol(), property.name()))
-                .hint("use `==` or `!=`"));
+            return Err(Problem::new(
+                op_span,
+                format!(
+                    "`{}` compares numbers; `{}` is not a number",
+                    op.symbol(),
+                    property.name()
+                ),
+            )
+            .hint("use `==` or `!=`"));
         }
         let value = match self.peek().cloned() {
             Some(Tok::Number(_)) if property.is_numeric() => Value::Number(self.size()?),
             Some(Tok::Addr(text)) if matches!(property, Property::Peer | Property::Local) => {
                 self.pos += 1;
-                Value::Addr(text.parse().map_err(|_| Problem::new(self.prev_span(), format!("`{text}` is not an address")))?)
+                Value::Addr(text.parse().map_err(|_| {
+                    Problem::new(self.prev_span(), format!("`{text}` is not an address"))
+                })?)
             }
             Some(Tok::Ident(n)) if property == Property::State => {
                 self.pos += 1;
@@ -659,27 +808,57 @@ impl LineParser<'_> {
                 let nspan = self.prev_span();
                 if self.eat_punct(".") {
                     let other = self.property()?;
-                    if other.is_numeric() != property.is_numeric() || (other == Property::State) != (property == Property::State) {
-                        return Err(Problem::new(nspan.start..self.prev_span().end, format!("`{}` cannot be compared with `{}`", property.name(), other.name())));
+                    if other.is_numeric() != property.is_numeric()
+                        || (other == Property::State) != (property == Property::State)
+                    {
+                        return Err(Problem::new(
+                            nspan.start..self.prev_span().end,
+                            format!(
+                                "`{}` cannot be compared with `{}`",
+                                property.name(),
+                                other.name()
+                            ),
+                        ));
                     }
-                    names.push(NameRef::uses(n.clone(), nspan, &[Kind::Socket, Kind::Listener]));
+                    names.push(NameRef::uses(
+                        n.clone(),
+                        nspan,
+                        &[Kind::Socket, Kind::Listener],
+                    ));
                     Value::Property(n, other)
                 } else if matches!(property, Property::Peer | Property::Local) {
-                    names.push(NameRef::uses(n.clone(), nspan, &[Kind::Socket, Kind::Listener]));
+                    names.push(NameRef::uses(
+                        n.clone(),
+                        nspan,
+                        &[Kind::Socket, Kind::Listener],
+                    ));
                     Value::Name(n)
                 } else {
-                    return Err(Problem::new(nspan, format!("expected a number, found `{n}`"))
-                        .hint(format!("`{}` is a number; compare it with a number or another property", property.name())));
+                    return Err(
+                        Problem::new(nspan, format!("expected a number, found `{n}`")).hint(
+                            format!(
+                                "`{}` is a number; compare it with a number or another property",
+                                property.name()
+                            ),
+                        ),
+                    );
                 }
             }
-            _ => return Err(self.error(match property {
-                Property::State => "a TCP state such as `ESTABLISHED`",
-                Property::Peer | Property::Local => "a name or an address",
-                _ => "a number",
-            })),
+            _ => {
+                return Err(self.error(match property {
+                    Property::State => "a TCP state such as `ESTABLISHED`",
+                    Property::Peer | Property::Local => "a name or an address",
+                    _ => "a number",
+                }))
+            }
         };
         let _ = prop_span;
-        Ok(Statement::ExpectProperty { subject, property, op, value })
+        Ok(Statement::ExpectProperty {
+            subject,
+            property,
+            op,
+            value,
+        })
     }
 
     fn property(&mut self) -> PResult<Property> {
@@ -696,17 +875,26 @@ fn unknown(word: &str, span: Range<usize>, known: &[&str], what: &str) -> Proble
     let p = Problem::new(span, format!("unknown {what} `{word}`"));
     let best = known
         .iter()
-        .map(|k| (strsim::damerau_levenshtein(&word.to_ascii_lowercase(), &k.to_ascii_lowercase()), *k))
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&word.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                *k,
+            )
+        })
         .min();
     match best {
-        Some((d, k)) if d <= 2 || (d <= 3 && word.len() > 6) => p.hint(format!("did you mean `{k}`?")),
+        Some((d, k)) if d <= 2 || (d <= 3 && word.len() > 6) => {
+            p.hint(format!("did you mean `{k}`?"))
+        }
         _ => p.hint(format!("expected one of: {}", known.join(", "))),
     }
 }
 
 /// Parses `250ms`, `1.5s`, `200us` exactly (no floating point, so printing round-trips).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
     let unit_ns: u128 = match unit {
         "us" => 1_000,
@@ -716,11 +904,17 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown duration unit `{unit}`")),
     };
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || (num.contains('.') && frac.is_empty()) {
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (num.contains('.') && frac.is_empty())
+    {
         return Err(format!("`{text}` is not a duration"));
     }
     let int: u128 = int.parse().map_err(|_| format!("`{text}` is too long"))?;
-    let mut nanos = int.checked_mul(unit_ns).ok_or_else(|| format!("`{text}` is too long"))?;
+    let mut nanos = int
+        .checked_mul(unit_ns)
+        .ok_or_else(|| format!("`{text}` is too long"))?;
     let mut scale = unit_ns;
     for d in frac.bytes() {
         scale /= 10;
@@ -738,7 +932,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses `1000`, `64KiB`, `4MiB`.
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
     let mult: u64 = match unit {
         "" | "B" => 1,

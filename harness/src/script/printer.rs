@@ -29,6 +29,21 @@ impl Display for Dur {
     }
 }
 
+/// Formats a byte count exactly, in the largest binary unit that divides it: `64KiB`, `1000`.
+pub struct Size(pub u64);
+
+impl Display for Size {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if n >= size && n % size == 0 {
+                return write!(f, "{}{unit}", n / size);
+            }
+        }
+        write!(f, "{n}")
+    }
+}
+
 impl Display for Scenario {
     /// The whole file: settings first, then one statement per line.
     ///
@@ -88,7 +103,7 @@ impl Display for Expected {
             Expected::Eof => f.write_str("EOF"),
             Expected::Errors(e) => f.write_str(&e.join("|")),
             Expected::Data(d) => write!(f, "{d}"),
-            Expected::Size(n) => write!(f, "{n}"),
+            Expected::Size(n) => write!(f, "{}", Size(*n)),
             Expected::Sent(s) => write!(f, "sent({s})"),
         }
     }
@@ -98,8 +113,8 @@ impl Display for Data {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Data::Bytes(b) => write!(f, "\"{}\"", escape(b)),
-            Data::Pattern(n) => write!(f, "pattern({n})"),
-            Data::Random { size, seed } => write!(f, "random({size}, seed={seed})"),
+            Data::Pattern(n) => write!(f, "pattern({})", Size(*n)),
+            Data::Random { size, seed } => write!(f, "random({}, seed={seed})", Size(*size)),
         }
     }
 }
@@ -117,10 +132,10 @@ impl Display for SockOpts {
     /// The options, each preceded by a space.
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         if let Some(n) = self.rcvbuf {
-            write!(f, " rcvbuf={n}")?;
+            write!(f, " rcvbuf={}", Size(n))?;
         }
         if let Some(n) = self.sndbuf {
-            write!(f, " sndbuf={n}")?;
+            write!(f, " sndbuf={}", Size(n))?;
         }
         for (on, name) in [
             (self.nodelay, "nodelay"),
@@ -139,7 +154,7 @@ impl Display for SockOpts {
 impl Display for Value {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Number(n) => write!(f, "{n}"),
+            Value::Number(n) => write!(f, "{}", Size(*n)),
             Value::Name(n) => f.write_str(n),
             Value::Property(n, p) => write!(f, "{n}.{}", p.name()),
             Value::Addr(a) => write!(f, "{a}"),
@@ -150,7 +165,12 @@ impl Display for Value {
 impl Display for Statement {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Statement::Listen { name, on, backlog, opts } => {
+            Statement::Listen {
+                name,
+                on,
+                backlog,
+                opts,
+            } => {
                 write!(f, "listen {name}")?;
                 if *on != Endpoint::Addr(([127, 0, 0, 1], 0).into()) {
                     write!(f, " on {on}")?;
@@ -162,14 +182,23 @@ impl Display for Statement {
             }
             Statement::Connect { name, to, opts } => write!(f, "connect {name} to {to}{opts}"),
             Statement::Accept { listener, name } => write!(f, "accept {listener} as {name}"),
-            Statement::Send { socket, data, mode, call } => {
-                let verb = if *call == IoCall::Socket { "send" } else { "write" };
+            Statement::Send {
+                socket,
+                data,
+                mode,
+                call,
+            } => {
+                let verb = if *call == IoCall::Socket {
+                    "send"
+                } else {
+                    "write"
+                };
                 write!(f, "{verb} {socket} {data}")?;
                 match mode {
                     SendMode::Nowait => f.write_str(" nowait"),
                     SendMode::Blocking { chunk, gap } => {
                         if let Some(c) = chunk {
-                            write!(f, " chunk={c}")?;
+                            write!(f, " chunk={}", Size(*c))?;
                         }
                         if let Some(g) = gap {
                             write!(f, " gap={}", Dur(*g))?;
@@ -179,13 +208,17 @@ impl Display for Statement {
                 }
             }
             Statement::Recv { socket, mode, call } => {
-                let verb = if *call == IoCall::Socket { "recv" } else { "read" };
+                let verb = if *call == IoCall::Socket {
+                    "recv"
+                } else {
+                    "read"
+                };
                 write!(f, "{verb} {socket} ")?;
                 match mode {
                     RecvMode::Once { size, nowait } => {
-                        write!(f, "{size}{}", if *nowait { " nowait" } else { "" })
+                        write!(f, "{}{}", Size(*size), if *nowait { " nowait" } else { "" })
                     }
-                    RecvMode::Exact(n) => write!(f, "exact {n}"),
+                    RecvMode::Exact(n) => write!(f, "exact {}", Size(*n)),
                     RecvMode::Until(d) => write!(f, "until {d}"),
                     RecvMode::All => f.write_str("all"),
                 }
@@ -210,8 +243,18 @@ impl Display for Statement {
                     None => Ok(()),
                 }
             }
-            Statement::ExpectProperty { subject, property, op, value } => {
-                write!(f, "expect {subject}.{} {} {value}", property.name(), op.symbol())
+            Statement::ExpectProperty {
+                subject,
+                property,
+                op,
+                value,
+            } => {
+                write!(
+                    f,
+                    "expect {subject}.{} {} {value}",
+                    property.name(),
+                    op.symbol()
+                )
             }
         }
     }

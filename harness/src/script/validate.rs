@@ -1,7 +1,7 @@
 //! Checks that need the whole file: names defined once and before use, of the right kind, and
 //! expectations that fit their statements.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use super::diag::Problem;
@@ -43,11 +43,19 @@ pub(crate) struct NameRef {
 
 impl NameRef {
     pub(crate) fn def(name: String, span: Range<usize>, kind: Kind) -> Self {
-        NameRef { name, span, role: Role::Def(kind) }
+        NameRef {
+            name,
+            span,
+            role: Role::Def(kind),
+        }
     }
 
     pub(crate) fn uses(name: String, span: Range<usize>, kinds: &'static [Kind]) -> Self {
-        NameRef { name, span, role: Role::Use(kinds) }
+        NameRef {
+            name,
+            span,
+            role: Role::Use(kinds),
+        }
     }
 }
 
@@ -60,9 +68,18 @@ struct Results {
 
 fn results_of(statement: &Statement) -> Results {
     match statement {
-        Statement::Recv { .. } => Results { data: true, size: true },
-        Statement::Send { .. } => Results { data: false, size: true },
-        _ => Results { data: false, size: false },
+        Statement::Recv { .. } => Results {
+            data: true,
+            size: true,
+        },
+        Statement::Send { .. } => Results {
+            data: false,
+            size: true,
+        },
+        _ => Results {
+            data: false,
+            size: false,
+        },
     }
 }
 
@@ -83,7 +100,7 @@ fn verb(statement: &Statement) -> &'static str {
     }
 }
 
-pub(crate) fn validate(steps: &[ParsedStep]) -> Vec<Problem> {
+pub(crate) fn validate(steps: &[ParsedStep], maybe_defined: &HashSet<String>) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut defined: HashMap<&str, Kind> = HashMap::new();
     // Handle name -> the statement it runs, and whether it was already waited for.
@@ -95,16 +112,21 @@ pub(crate) fn validate(steps: &[ParsedStep]) -> Vec<Problem> {
                 Role::Def(kind) => {
                     if let Some(old) = defined.get(r.name.as_str()) {
                         problems.push(
-                            Problem::new(r.span.clone(), format!("`{}` is already defined, as {}", r.name, old.describe()))
-                                .hint("every listener, socket and handle needs its own name"),
+                            Problem::new(
+                                r.span.clone(),
+                                format!("`{}` is already defined, as {}", r.name, old.describe()),
+                            )
+                            .hint("every listener, socket and handle needs its own name"),
                         );
                     } else {
                         defined.insert(&r.name, kind);
                     }
                 }
                 Role::Use(kinds) => match defined.get(r.name.as_str()) {
+                    None if maybe_defined.contains(&r.name) => {}
                     None => {
-                        let mut p = Problem::new(r.span.clone(), format!("`{}` is not defined", r.name));
+                        let mut p =
+                            Problem::new(r.span.clone(), format!("`{}` is not defined", r.name));
                         let close = defined
                             .iter()
                             .filter(|(_, k)| kinds.contains(k))
@@ -122,7 +144,12 @@ pub(crate) fn validate(steps: &[ParsedStep]) -> Vec<Problem> {
                         let wanted: Vec<_> = kinds.iter().map(|k| k.describe()).collect();
                         problems.push(Problem::new(
                             r.span.clone(),
-                            format!("`{}` is {}, expected {}", r.name, k.describe(), wanted.join(" or ")),
+                            format!(
+                                "`{}` is {}, expected {}",
+                                r.name,
+                                k.describe(),
+                                wanted.join(" or ")
+                            ),
                         ));
                     }
                     Some(_) => {}
@@ -137,7 +164,10 @@ pub(crate) fn validate(steps: &[ParsedStep]) -> Vec<Problem> {
             if let Some((started, waited)) = handles.get_mut(handle.as_str()) {
                 if std::mem::replace(waited, true) {
                     let span = ps.names.first().map_or(0..0, |r| r.span.clone());
-                    problems.push(Problem::new(span, format!("`{handle}` was already waited for")));
+                    problems.push(Problem::new(
+                        span,
+                        format!("`{handle}` was already waited for"),
+                    ));
                 }
                 statement_for_results = started;
             }
@@ -146,13 +176,26 @@ pub(crate) fn validate(steps: &[ParsedStep]) -> Vec<Problem> {
             let span = ps.names.last().map_or(0..0, |r| r.span.clone());
             if !matches!(
                 step.statement,
-                Statement::Connect { .. } | Statement::Accept { .. } | Statement::Send { .. } | Statement::Recv { .. }
+                Statement::Connect { .. }
+                    | Statement::Accept { .. }
+                    | Statement::Send { .. }
+                    | Statement::Recv { .. }
             ) {
-                problems.push(Problem::new(span, format!("`{}` cannot run in the background", verb(&step.statement)))
-                    .hint("only connect, accept, send, write, recv and read take `&H`"));
+                problems.push(
+                    Problem::new(
+                        span,
+                        format!("`{}` cannot run in the background", verb(&step.statement)),
+                    )
+                    .hint("only connect, accept, send, write, recv and read take `&H`"),
+                );
             } else if step.expect.is_some() {
-                problems.push(Problem::new(espan.clone(), "a background statement's result is checked when it is waited for")
-                    .hint(format!("move the expectation to `wait {h} ...`")));
+                problems.push(
+                    Problem::new(
+                        espan.clone(),
+                        "a background statement's result is checked when it is waited for",
+                    )
+                    .hint(format!("move the expectation to `wait {h} ...`")),
+                );
             }
             handles.insert(h, (&step.statement, false));
         }
@@ -160,16 +203,18 @@ pub(crate) fn validate(steps: &[ParsedStep]) -> Vec<Problem> {
             let results = results_of(statement_for_results);
             let v = verb(statement_for_results);
             let bad = match expected {
-                Expected::Data(_) | Expected::Sent(_) | Expected::Eof if !results.data => {
-                    Some(format!("`{v}` reads no data, so its result cannot be data or EOF"))
-                }
-                Expected::Size(_) if !results.size => {
-                    Some(format!("`{v}` moves no bytes, so its result cannot be a size"))
-                }
+                Expected::Data(_) | Expected::Sent(_) | Expected::Eof if !results.data => Some(
+                    format!("`{v}` reads no data, so its result cannot be data or EOF"),
+                ),
+                Expected::Size(_) if !results.size => Some(format!(
+                    "`{v}` moves no bytes, so its result cannot be a size"
+                )),
                 _ => None,
             };
             if let Some(msg) = bad {
-                problems.push(Problem::new(espan, msg).hint("expect `ok` or an errno such as `ECONNREFUSED`"));
+                problems.push(
+                    Problem::new(espan, msg).hint("expect `ok` or an errno such as `ECONNREFUSED`"),
+                );
             }
         }
     }

@@ -85,6 +85,11 @@ pub enum Outcome {
     },
     /// A background statement was still running, as expected.
     Pending,
+    /// A property's value, as observed by an `expect`.
+    Observed {
+        /// `subject.property is value`.
+        value: String,
+    },
     /// The statement was not run because an earlier expectation failed.
     Skipped,
 }
@@ -96,20 +101,37 @@ impl Outcome {
             Outcome::Ok { detail: None } => "ok".into(),
             Outcome::Ok { detail: Some(d) } => format!("ok, {d}"),
             Outcome::Sent { count, start } => {
-                format!("sent {count} bytes [{start}..{})", start + count)
+                format!("sent {} [{start}..{})", bytes(*count), start + count)
             }
-            Outcome::Received { count, start, preview, eof } => format!(
-                "received {count} bytes [{start}..{}) {preview}{}",
+            Outcome::Received {
+                count,
+                start,
+                preview,
+                eof,
+            } => format!(
+                "received {} [{start}..{}) {preview}{}",
+                bytes(*count),
                 start + count,
                 if *eof { ", then EOF" } else { "" }
             ),
             Outcome::Eof => "EOF".into(),
             Outcome::Error { errno } => errno.clone(),
-            Outcome::TimedOut { after } => format!("timed out after {}", crate::script::Dur(*after)),
+            Outcome::TimedOut { after } => {
+                format!("timed out after {}", crate::script::Dur(*after))
+            }
             Outcome::Started { handle } => format!("started &{handle}"),
             Outcome::Pending => "pending".into(),
+            Outcome::Observed { value } => value.clone(),
             Outcome::Skipped => "not run".into(),
         }
+    }
+}
+
+fn bytes(n: u64) -> String {
+    if n == 1 {
+        "1 byte".into()
+    } else {
+        format!("{n} bytes")
     }
 }
 

@@ -1,0 +1,166 @@
+//! Bad input: every problem is reported at `path:line:column` with a caret and a hint, and no
+//! input makes the parser panic.
+
+use sockharness::script::{parse, random_bytes, Diagnostics};
+
+#[track_caller]
+fn problems(text: &[u8]) -> Diagnostics {
+    match parse("bad.scenario", text) {
+        Ok(s) => panic!("expected problems, parsed as {s:?}"),
+        Err(d) => d,
+    }
+}
+
+/// The `line:column` of every problem.
+fn positions(d: &Diagnostics) -> Vec<(usize, usize)> {
+    d.problems
+        .iter()
+        .map(|p| {
+            let pos = d.position(p);
+            (pos.line, pos.column)
+        })
+        .collect()
+}
+
+#[test]
+fn typo_in_a_statement_gets_a_suggestion() {
+    let d = problems(b"# demo\nlisten srv\nconect cli to srv\n");
+    insta::assert_snapshot!(d.to_string(), @r"
+    bad.scenario:3:1: error: unknown statement `conect`
+      ┌─ bad.scenario:3:1
+      │
+    3 │ conect cli to srv
+      │ ^^^^^^ did you mean `connect`?
+    ");
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported() {
+    let text = "\
+listen srv backlog=two
+connect cli to nowhere
+accept srv as conn
+recv conn 5 == ECONNRESTE
+sleep 10
+send cli \"unterminated
+expect conn.state == ESTABLISH
+send cli \"x\" == \"y\"
+recv conn 10 &h == \"x\"
+wait h
+wait h
+";
+    let d = problems(text.as_bytes());
+    assert_eq!(
+        positions(&d),
+        vec![
+            (1, 20),
+            (2, 16),
+            (4, 16),
+            (5, 7),
+            (6, 10),
+            (7, 22),
+            (8, 14),
+            (9, 17),
+            (11, 6)
+        ]
+    );
+    insta::assert_snapshot!(d.to_string());
+}
+
+#[test]
+fn names_must_be_defined_once_and_of_the_right_kind() {
+    let d = problems(b"listen srv\nconnect srv to srv\nsend srv \"x\"\nwait srv\n");
+    let messages: Vec<_> = d.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "`srv` is already defined, as a listener",
+            "`srv` is a listener, expected a socket",
+            "`srv` is a listener, expected a background handle",
+        ]
+    );
+}
+
+#[test]
+fn literals_are_checked() {
+    for (text, message, column) in [
+        ("send c \"a\\q\"", "unknown escape", 10),
+        ("send c \"\\x4\"", "`\\x` needs two hex digits", 9),
+        ("send c hex\"4 8\"", "hex byte cut in half", 12),
+        ("send c hex\"abc\"", "odd number of hex digits", 14),
+        ("send c hex\"zz\"", "`z` is not a hex digit", 12),
+        ("sleep 1.5", "`1.5` needs a unit", 7),
+        ("sleep 5m", "unknown duration unit `m`", 7),
+        ("recv c 64KB", "unknown size unit `KB`", 8),
+        ("recv c 0", "a read buffer must hold at least 1 byte", 8),
+        (
+            "connect c to 300.1.1.1:80",
+            "`300.1.1.1:80` is not an address",
+            14,
+        ),
+        (
+            "sysctl kernel.panic=1",
+            "only network sysctls (`net.*`) can be set",
+            8,
+        ),
+        ("expect c.fd == cli", "expected a number, found `cli`", 16),
+        (
+            "expect c.state < LISTEN",
+            "`<` compares numbers; `state` is not a number",
+            16,
+        ),
+        (
+            "timeout 1s extra",
+            "unexpected `extra` at the end of the statement",
+            12,
+        ),
+    ] {
+        let text = format!("listen l\nconnect c to l\n{text}\n");
+        let d = problems(text.as_bytes());
+        let first = &d.problems[0];
+        assert_eq!(first.message, message, "for {text:?}");
+        assert_eq!(d.position(first).line, 3, "for {text:?}");
+        assert_eq!(d.position(first).column, column, "for {text:?}");
+    }
+}
+
+#[test]
+fn invalid_utf8_is_reported_where_it_is() {
+    let d = problems(b"listen srv\nsend cli \"caf\xe9\"\n");
+    assert_eq!(positions(&d), vec![(2, 14)]);
+    assert!(d
+        .to_string()
+        .starts_with("bad.scenario:2:14: error: invalid UTF-8"));
+}
+
+#[test]
+fn binary_junk_never_panics_and_is_capped() {
+    for seed in 0..200 {
+        let junk = random_bytes(4096, seed);
+        let d = problems(&junk);
+        assert!(!d.problems.is_empty());
+        assert!(d.problems.len() <= sockharness::script::MAX_PROBLEMS);
+        // Rendering must not panic either, whatever the bytes.
+        let _ = d.to_string();
+    }
+}
+
+#[test]
+fn a_ten_megabyte_line_is_reported_briefly() {
+    let mut text = b"listen srv\nsend srv \"".to_vec();
+    text.extend(std::iter::repeat_n(b'a', 10 << 20));
+    text.extend_from_slice(b"\n");
+    let d = problems(&text);
+    assert_eq!(positions(&d), vec![(2, 10)]);
+    assert!(
+        d.to_string().len() < 2000,
+        "the report shows a window, not the whole line"
+    );
+}
+
+#[test]
+fn nul_and_control_characters_are_named() {
+    let d = problems(b"listen srv\x00\n");
+    assert_eq!(d.problems[0].message, "unexpected character U+0000");
+    assert_eq!(positions(&d), vec![(1, 11)]);
+}

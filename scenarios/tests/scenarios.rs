@@ -1,0 +1,60 @@
+//! The scenario library as a test suite: every `*.scenario` under this crate's topic folders is
+//! one test, named by its path (`backlog/overflow`), so `cargo test -p sockharness-scenarios
+//! overflow` or nextest can pick one. A test passes when the scenario passes and its event trace
+//! matches the snapshot in `snapshots/` (review changes with `cargo insta review`).
+
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use sockharness::run::{run, Status};
+use sockharness::{report, script, suite};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = match suite::load(&[root.to_path_buf()]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot read the scenario library: {e}");
+            std::process::exit(2);
+        }
+    };
+    let trials = sources
+        .into_iter()
+        .map(|source| {
+            let name = source.name.clone();
+            Trial::ignorable_test(name, move || check(root, source))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn check(root: &Path, source: suite::Source) -> Result<Completion, Failed> {
+    let scenario =
+        script::parse(&source.path, &source.bytes).map_err(|d| Failed::from(d.to_string()))?;
+    let result = run(&scenario);
+    match &result.status {
+        Status::Skipped(reason) => return Ok(Completion::ignored_with(reason)),
+        Status::Failed(_) => return Err(report::render(&source.path, &result).into()),
+        Status::Passed => {}
+    }
+    let snapshot = result.trace.render();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(root.join("snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_input_file(PathBuf::from(&source.path));
+    settings.set_omit_expression(true);
+    settings.set_description(format!("event trace of {}", source.name));
+    // insta reports a mismatch by panicking; turn that into this test's failure message.
+    let name = source.name.replace(['/', '\\'], "__");
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        settings.bind(|| insta::assert_snapshot!(name, snapshot))
+    }))
+    .map(|()| Completion::Completed)
+    .map_err(|_| {
+        Failed::from(format!(
+            "the event trace of {} differs from its snapshot",
+            source.path
+        ))
+    })
+}
