@@ -75,6 +75,8 @@ impl State {
 struct Background {
     line: u32,
     statement: String,
+    /// The start statement's own expectation (`recv c 5 &h == "hello"`), checked when it ends.
+    step: Step,
     task: JoinHandle<(Actual, Duration)>,
     waited: bool,
     checked_pending: bool,
@@ -166,7 +168,7 @@ impl<'a> Exec<'a> {
         }
         let fut = match self.start(&step.statement) {
             Ok(fut) => fut,
-            Err(actual) => return self.conclude(step, actual, at, at.elapsed()),
+            Err(actual) => return self.conclude(step, &actual, at, at.elapsed()),
         };
         if let Some(handle) = &step.background {
             let timeout = self.timeout;
@@ -182,6 +184,7 @@ impl<'a> Exec<'a> {
                 Background {
                     line: line_of(step),
                     statement: statement_text(step),
+                    step: step.clone(),
                     task,
                     waited: false,
                     checked_pending: false,
@@ -200,22 +203,26 @@ impl<'a> Exec<'a> {
         let actual = tokio::time::timeout(self.timeout, fut)
             .await
             .unwrap_or(Actual::TimedOut(self.timeout));
-        self.conclude(step, actual, at, at.elapsed())
+        self.conclude(step, &actual, at, at.elapsed())
     }
 
     /// Records a finished statement and checks its expectation.
     fn conclude(
         &mut self,
         step: &Step,
-        actual: Actual,
+        actual: &Actual,
         at: Instant,
         elapsed: Duration,
     ) -> Result<(), Failure> {
-        let outcome = outcome_of(&actual);
-        self.record(step, outcome, at, elapsed);
+        self.record(step, outcome_of(actual), at, elapsed);
+        self.expect_again(step, actual, elapsed)
+    }
+
+    /// Checks `step`'s expectation against `actual`.
+    fn expect_again(&self, step: &Step, actual: &Actual, elapsed: Duration) -> Result<(), Failure> {
         let expect = step.expect.as_ref();
         let state = self.state.clone();
-        check_result(expect.and_then(|e| e.result.as_ref()), &actual, |s| {
+        check_result(expect.and_then(|e| e.result.as_ref()), actual, |s| {
             state.borrow().sent.get(s).cloned().unwrap_or_default()
         })
         .map_err(|m| self.fail(step, m))?;
@@ -261,7 +268,13 @@ impl<'a> Exec<'a> {
             ),
             Err(_) => (Actual::TimedOut(guard), guard),
         };
-        self.conclude(step, actual, at, elapsed)
+        let started = bg.step.clone();
+        self.conclude(step, &actual, at, elapsed)?;
+        if started.expect.is_some() {
+            // Already recorded by this `wait`; only the start statement's expectation is left.
+            self.expect_again(&started, &actual, elapsed)?;
+        }
+        Ok(())
     }
 
     async fn expect_pending(

@@ -188,14 +188,6 @@ pub(crate) fn validate(steps: &[ParsedStep], maybe_defined: &HashSet<String>) ->
                     )
                     .hint("only connect, accept, send, write, recv and read take `&H`"),
                 );
-            } else if step.expect.is_some() {
-                problems.push(
-                    Problem::new(
-                        espan.clone(),
-                        "a background statement's result is checked when it is waited for",
-                    )
-                    .hint(format!("move the expectation to `wait {h} ...`")),
-                );
             }
             handles.insert(h, (&step.statement, false));
         }
