@@ -13,3 +13,8 @@ pub mod run;
 pub mod script;
 pub mod suite;
 pub mod trace;
+
+/// The README's Rust examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
