@@ -82,10 +82,8 @@ pub fn text_summary(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) {
         }
     }
     let (p, f, s) = counts(rows);
-    println!(
-        "{p} passed, {f} failed, {s} skipped ({:.2}s)",
-        elapsed.as_secs_f64()
-    );
+    println!("finished in {:.2}s", elapsed.as_secs_f64());
+    println!("{p} passed, {f} failed, {s} skipped");
 }
 
 pub fn json(rows: &[(&Source, &ScenarioRun)]) -> String {

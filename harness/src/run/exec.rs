@@ -297,6 +297,16 @@ impl<'a> Exec<'a> {
                 },
             ));
         };
+        if bg.waited {
+            return Err(self.fail(
+                step,
+                Mismatch {
+                    expected: format!("`{handle}` still pending"),
+                    actual: "it already finished: it was waited for earlier".into(),
+                    detail: None,
+                },
+            ));
+        }
         if bg.task.is_finished() {
             bg.waited = true;
             let elapsed = at.elapsed();
