@@ -164,3 +164,83 @@ fn nul_and_control_characters_are_named() {
     assert_eq!(d.problems[0].message, "unexpected character U+0000");
     assert_eq!(positions(&d), vec![(1, 11)]);
 }
+
+#[test]
+fn token_soup_never_panics() {
+    // Random sequences of real tokens reach deeper into the parser than random bytes do.
+    const WORDS: &[&str] = &[
+        "listen",
+        "connect",
+        "accept",
+        "send",
+        "recv",
+        "read",
+        "write",
+        "shutdown",
+        "close",
+        "abort",
+        "set",
+        "sleep",
+        "wait",
+        "expect",
+        "timeout",
+        "tolerance",
+        "sysctl",
+        "srv",
+        "cli",
+        "to",
+        "as",
+        "on",
+        "backlog",
+        "=",
+        "==",
+        "!=",
+        "<",
+        ">=",
+        "&",
+        "|",
+        "(",
+        ")",
+        ",",
+        ".",
+        "within",
+        "pending",
+        "for",
+        "exact",
+        "until",
+        "all",
+        "nowait",
+        "chunk",
+        "gap",
+        "ok",
+        "EOF",
+        "ECONNRESET",
+        "sent",
+        "pattern",
+        "random",
+        "seed",
+        "state",
+        "peer",
+        "queued",
+        "\"x\"",
+        "hex\"41\"",
+        "5",
+        "1.5s",
+        "64KiB",
+        "127.0.0.1:0",
+        "[::1]:0",
+        "\n",
+        "#",
+    ];
+    for seed in 0..3000u64 {
+        let picks = random_bytes(24, seed);
+        let text: Vec<&str> = picks
+            .iter()
+            .map(|b| WORDS[usize::from(*b) % WORDS.len()])
+            .collect();
+        let text = text.join(" ");
+        if let Err(d) = parse("soup.scenario", text.as_bytes()) {
+            let _ = d.to_string();
+        }
+    }
+}

@@ -9,6 +9,9 @@ use super::lexer::{lex_line, Tok, Token};
 use super::model::*;
 use super::validate::{validate, Kind, NameRef};
 
+/// The largest data literal, read buffer or `exact` size.
+pub const MAX_DATA: u64 = 1 << 30;
+
 /// Statement and setting keywords, for "did you mean" hints.
 const KEYWORDS: &[&str] = &[
     "timeout",
@@ -277,6 +280,19 @@ impl LineParser<'_> {
         })
     }
 
+    /// A size that becomes a buffer or a data literal: at most [`MAX_DATA`], so that a typo
+    /// cannot ask for more memory than the machine has.
+    fn data_size(&mut self) -> PResult<u64> {
+        let size = self.size()?;
+        if size > MAX_DATA {
+            return Err(Problem::new(
+                self.prev_span(),
+                "data and buffers are limited to 1GiB",
+            ));
+        }
+        Ok(size)
+    }
+
     fn integer(&mut self, what: &str) -> PResult<u64> {
         let (text, span) = self.number_text(what)?;
         text.parse::<u64>()
@@ -402,7 +418,7 @@ impl LineParser<'_> {
             "recv" | "read" => {
                 let socket = self.socket(&mut names)?;
                 let mode = if self.eat_ident("exact") {
-                    RecvMode::Exact(self.size()?)
+                    RecvMode::Exact(self.data_size()?)
                 } else if self.eat_ident("until") {
                     let data = self.data(&mut names)?;
                     if data.is_empty() {
@@ -415,7 +431,7 @@ impl LineParser<'_> {
                 } else if self.eat_ident("all") {
                     RecvMode::All
                 } else if matches!(self.peek(), Some(Tok::Number(_))) {
-                    let size = self.size()?;
+                    let size = self.data_size()?;
                     if size == 0 {
                         return Err(Problem::new(
                             self.prev_span(),
@@ -639,14 +655,14 @@ impl LineParser<'_> {
             Some(Tok::Ident(w)) if w == "pattern" => {
                 self.pos += 1;
                 self.punct("(")?;
-                let size = self.size()?;
+                let size = self.data_size()?;
                 self.punct(")")?;
                 Ok(Data::Pattern(size))
             }
             Some(Tok::Ident(w)) if w == "random" => {
                 self.pos += 1;
                 self.punct("(")?;
-                let size = self.size()?;
+                let size = self.data_size()?;
                 self.punct(",")?;
                 self.keyword("seed")?;
                 self.punct("=")?;
