@@ -40,10 +40,7 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => {
-                // On a terminal only failures and traces scroll by; the bar counts the rest.
-                if trace || matches!(run.status, Status::Failed(_)) {
-                    bar.println(text);
-                }
+                bar.println(text);
                 bar.set_message(source.name.clone());
                 bar.inc(1);
             }
