@@ -8,6 +8,7 @@
 //! - [`run`]: the executor, which plays a scenario on real TCP sockets with deadlines.
 //! - [`report`]: failure reports.
 
+pub mod capture;
 pub mod report;
 pub mod run;
 pub mod script;

@@ -1,6 +1,7 @@
 //! Arguments, commands and exit codes.
 
 mod output;
+mod trace;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ enum Command {
     Run(RunArgs),
     /// Parse and validate scenarios without running them.
     Check(CheckArgs),
+    /// Decode a pcap capture (tcpdump's included) into a wire trace.
+    Trace(trace::TraceArgs),
 }
 
 #[derive(clap::Args)]
@@ -89,6 +92,7 @@ pub fn main() -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
+        Command::Trace(args) => trace::trace(args),
     }
 }
 
