@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod report;
 pub mod run;
+pub mod sandbox;
 pub mod script;
 pub mod suite;
 pub mod trace;

@@ -6,7 +6,7 @@ use std::sync::{mpsc, Arc};
 
 use thiserror::Error;
 
-use crate::run::{self, ScenarioRun};
+use crate::run::{self, RunOptions, ScenarioRun};
 use crate::script::{self, Diagnostics, Scenario};
 
 /// The scenario library bundled into the binary, as `(relative path, contents)`.
@@ -152,6 +152,7 @@ pub fn parse_all(sources: &[Source]) -> Result<Vec<Scenario>, Vec<Diagnostics>> 
 /// result as it finishes (index into `scenarios`); results come back in input order.
 pub fn run_all(
     scenarios: &[Scenario],
+    opts: &RunOptions,
     jobs: usize,
     mut done: impl FnMut(usize, &ScenarioRun),
 ) -> Vec<ScenarioRun> {
@@ -162,11 +163,17 @@ pub fn run_all(
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let (next, tx) = (next.clone(), tx.clone());
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(sc) = scenarios.get(i) else { break };
-                if tx.send((i, run::run(sc))).is_err() {
-                    break;
+            scope.spawn(move || {
+                run::dedicate_this_thread();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(sc) = scenarios.get(i) else { break };
+                    // A bug in one scenario's run must not take the others down with it.
+                    let r = std::panic::catch_unwind(|| run::run_with(sc, opts))
+                        .unwrap_or_else(|_| run::ScenarioRun::panicked());
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
                 }
             });
         }
@@ -176,6 +183,9 @@ pub fn run_all(
             results[i] = Some(r);
         }
     });
+    // Capture sockets close in the background; let them finish rather than leave the work to
+    // process exit, which would close them one by one.
+    crate::capture::live::wait_for_closes(std::time::Duration::from_secs(2));
     results.into_iter().flatten().collect()
 }
 

@@ -25,6 +25,7 @@ fn a_thousand_runs_leave_no_descriptor_behind() {
     // Warm up once so lazily created process-wide state is not counted as a leak.
     run(&passing);
     run(&failing);
+    sockharness::capture::live::wait_for_closes(std::time::Duration::from_secs(10));
     let before = open_fds();
     for i in 0..1000 {
         let r = if i % 2 == 0 {
@@ -40,5 +41,7 @@ fn a_thousand_runs_leave_no_descriptor_behind() {
             r.status
         );
     }
+    // Capture sockets are closed on helper threads (each close waits for an RCU grace period).
+    sockharness::capture::live::wait_for_closes(std::time::Duration::from_secs(10));
     assert_eq!(open_fds(), before);
 }

@@ -244,3 +244,36 @@ fn token_soup_never_panics() {
         }
     }
 }
+
+#[test]
+fn what_v1_allows_is_accepted() {
+    for text in [
+        "listen l\nconnect c to l == ENOTSUP|EPROTO|ETOOMANYREFS|EOPNOTSUPP\n",
+        "sysctl net.ipv4.conf.br-lan.forwarding=1  # a comment\n",
+        "sysctl net.ipv4.tcp_rmem=4096 87380 6291456\n",
+        "listen l\nconnect c to l\nsend c \"x\" gap=1ms\n",
+        "listen all\nconnect read to all\naccept all as write\nrecv write all\n",
+    ] {
+        let s = parse("ok.scenario", text.as_bytes()).unwrap_or_else(|d| panic!("{text}\n{d}"));
+        let again = parse("again", s.to_string().as_bytes()).unwrap_or_else(|d| panic!("{s}\n{d}"));
+        assert_eq!(again, s);
+    }
+    let s = parse(
+        "x",
+        b"sysctl net.ipv4.tcp_rmem = 4096 87380 6291456 # why\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        s.settings.sysctls,
+        [(
+            "net.ipv4.tcp_rmem".to_string(),
+            "4096 87380 6291456".to_string()
+        )]
+    );
+}
+
+#[test]
+fn a_signed_hex_escape_is_rejected() {
+    let d = problems(b"listen l\nconnect c to l\nsend c \"\\x+1\"\n");
+    assert_eq!(d.problems[0].message, "`\\x` needs two hex digits");
+}

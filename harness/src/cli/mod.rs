@@ -1,5 +1,6 @@
 //! Arguments, commands and exit codes.
 
+mod artifacts;
 mod output;
 mod trace;
 
@@ -10,7 +11,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use sockharness::run::Status;
+use sockharness::run::{RunOptions, Status};
+use sockharness::sandbox::{self, Isolation, Support};
 use sockharness::suite::{self, Source};
 
 /// Exit status when nothing failed.
@@ -58,6 +60,34 @@ struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Run each scenario in a private network namespace: `auto` where possible, `always` or
+    /// fail, `never` (host loopback, no capture).
+    #[arg(long, value_enum, default_value_t = IsolateArg::Auto)]
+    isolate: IsolateArg,
+    /// Write every scenario's capture to DIR/NAME.pcap (failed scenarios' captures are kept
+    /// under target/sockharness/ anyway).
+    #[arg(long, value_name = "DIR")]
+    pcap_dir: Option<PathBuf>,
+    /// Draw every scenario's capture as a ladder diagram, DIR/NAME.svg.
+    #[arg(long, value_name = "DIR")]
+    svg_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum IsolateArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<IsolateArg> for Isolation {
+    fn from(a: IsolateArg) -> Isolation {
+        match a {
+            IsolateArg::Auto => Isolation::Auto,
+            IsolateArg::Always => Isolation::Always,
+            IsolateArg::Never => Isolation::Never,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -90,7 +120,13 @@ pub fn main() -> Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => {
+            // Before any thread starts: without root this creates the process's user namespace.
+            if args.isolate != IsolateArg::Never {
+                sandbox::init();
+            }
+            run(args)
+        }
         Command::Check(args) => check(args),
         Command::Trace(args) => trace::trace(args),
     }
@@ -151,19 +187,39 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(s) => s,
         Err(bad) => return Ok(report_invalid(&bad)),
     };
+    let isolation = Isolation::from(args.isolate);
+    if isolation != Isolation::Never {
+        if let Support::Unavailable(why) = sandbox::support() {
+            if isolation == Isolation::Always {
+                eprintln!("error: --isolate always, but isolation is unavailable: {why}");
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+            eprintln!("note: isolation is unavailable ({why}): scenarios run on the host loopback without capture, and those that need isolation are skipped");
+        }
+    }
+    let opts = RunOptions {
+        isolation,
+        capture: true,
+    };
     let jobs = args.jobs.map_or_else(suite::default_jobs, usize::from);
     let started = Instant::now();
     let interactive = args.format == Format::Text && std::io::stderr().is_terminal();
     let mut progress = output::Progress::new(interactive, sources.len());
-    let results = suite::run_all(&scenarios, jobs, |i, r| {
+    let results = suite::run_all(&scenarios, &opts, jobs, |i, r| {
         if args.format == Format::Text {
             progress.finished(&sources[i], r, args.trace);
         }
     });
     progress.done();
+    let saved = artifacts::save(
+        &sources,
+        &results,
+        args.pcap_dir.as_deref(),
+        args.svg_dir.as_deref(),
+    );
     let rows: Vec<_> = sources.iter().zip(&results).collect();
     match args.format {
-        Format::Text => output::text_summary(&rows, started.elapsed()),
+        Format::Text => output::text_summary(&rows, &saved, started.elapsed()),
         Format::Json => println!("{}", output::json(&rows)),
         Format::Junit => println!("{}", output::junit(&rows, started.elapsed())?),
     }

@@ -10,6 +10,8 @@ use sockharness::report;
 use sockharness::run::{ScenarioRun, Status};
 use sockharness::suite::Source;
 
+use super::artifacts::Saved;
+
 /// A progress bar on a terminal; plain lines elsewhere (CI logs).
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -67,16 +69,26 @@ fn counts(rows: &[(&Source, &ScenarioRun)]) -> (usize, usize, usize) {
     c
 }
 
-pub fn text_summary(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) {
+pub fn text_summary(rows: &[(&Source, &ScenarioRun)], saved: &[Saved], elapsed: Duration) {
     let failures: Vec<_> = rows
         .iter()
-        .filter(|(_, r)| matches!(r.status, Status::Failed(_)))
+        .zip(saved)
+        .filter(|((_, r), _)| matches!(r.status, Status::Failed(_)))
         .collect();
     if !failures.is_empty() {
         println!();
-        for (s, r) in failures {
-            println!("{}", report::render(&s.path, r));
+        for ((s, r), saved) in failures {
+            print!("{}", report::render(&s.path, r));
+            match (&saved.pcap, &r.capture_note) {
+                (Some(p), _) => println!("  capture: {}", p.display()),
+                (None, Some(note)) => println!("  {note}"),
+                (None, None) => {}
+            }
+            println!();
         }
+    }
+    for e in saved.iter().filter_map(|s| s.error.as_ref()) {
+        eprintln!("warning: {e}");
     }
     let (p, f, s) = counts(rows);
     println!("finished in {:.2}s", elapsed.as_secs_f64());

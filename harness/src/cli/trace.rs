@@ -13,5 +13,8 @@ pub struct TraceArgs {
 }
 
 pub fn trace(args: TraceArgs) -> Result<ExitCode> {
-    bail!("decoding {} is not available in this build", args.file.display())
+    bail!(
+        "decoding {} is not available in this build",
+        args.file.display()
+    )
 }

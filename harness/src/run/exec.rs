@@ -1,10 +1,11 @@
 //! The interpreter: plays a scenario's statements on real sockets, in order, on one thread.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -15,9 +16,11 @@ use super::check::{check_result, errno_of, Actual, Mismatch};
 use super::sock::{self, Sock};
 use super::timing::Tolerance;
 use super::{Failure, Status};
+use crate::capture::live::LiveCapture;
+use crate::capture::{decode, Capture, LinkType};
 use crate::script::{
     preview, CompareOp, Data, Dur, Endpoint, Property, RecvMode, Scenario, SendMode, Statement,
-    Step, Value,
+    Step, Value, WireMeasure,
 };
 use crate::trace::{Event, Outcome, Trace};
 
@@ -25,6 +28,15 @@ use crate::trace::{Event, Outcome, Trace};
 const MAX_STATEMENT: usize = 72;
 /// Bytes shown in a trace's data preview.
 const PREVIEW: usize = 32;
+/// How long the end of a scenario waits for the answers to its closing segments.
+const CLOSE_SETTLE: Duration = Duration::from_millis(1);
+/// The moment given to the runtime to hear from the kernel before a background statement is
+/// judged pending.
+const SETTLE: Duration = Duration::from_millis(2);
+/// Piece size of a send without `chunk=`.
+const SEND_PIECE: u64 = 1 << 20;
+/// The largest buffer given to one read or write call.
+const ONE_CALL_MAX: u64 = 64 << 20;
 /// Largest single read for `exact`, `until` and `all`.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -34,6 +46,9 @@ type LocalFuture = Pin<Box<dyn Future<Output = Actual>>>;
 #[derive(Default)]
 struct State {
     socks: HashMap<String, Rc<Sock>>,
+    /// Socket names in creation order: the order they are closed in at the end, so that the
+    /// closing segments on the wire are the same on every run.
+    order: Vec<String>,
     /// Local addresses of every socket and listener, kept after close for naming.
     addr_of: HashMap<String, SocketAddr>,
     name_of: HashMap<SocketAddr, String>,
@@ -53,7 +68,11 @@ impl State {
                 self.name_of.entry(addr).or_insert_with(|| name.to_string());
             }
         }
-        self.socks.insert(name.to_string(), sock);
+        if self.socks.insert(name.to_string(), sock).is_none()
+            && !self.order.iter().any(|n| n == name)
+        {
+            self.order.push(name.to_string());
+        }
     }
 
     fn sock(&self, name: &str) -> io::Result<Rc<Sock>> {
@@ -82,9 +101,18 @@ struct Background {
     checked_pending: bool,
 }
 
+/// What a finished run leaves behind.
+pub(crate) struct Ended {
+    pub(crate) status: Status,
+    pub(crate) trace: Trace,
+    /// The scenario's names for addresses, for rendering the capture.
+    pub(crate) names: BTreeMap<SocketAddr, String>,
+}
+
 pub(crate) struct Exec<'a> {
     scenario: &'a Scenario,
     state: Shared,
+    capture: Option<Rc<RefCell<LiveCapture>>>,
     handles: HashMap<String, Background>,
     trace: Trace,
     timeout: Duration,
@@ -93,10 +121,16 @@ pub(crate) struct Exec<'a> {
 }
 
 impl<'a> Exec<'a> {
-    pub(crate) fn new(scenario: &'a Scenario, timeout: Duration, tolerance: Tolerance) -> Self {
+    pub(crate) fn new(
+        scenario: &'a Scenario,
+        timeout: Duration,
+        tolerance: Tolerance,
+        capture: Option<Rc<RefCell<LiveCapture>>>,
+    ) -> Self {
         Exec {
             scenario,
             state: Shared::default(),
+            capture,
             handles: HashMap::new(),
             trace: Trace::default(),
             timeout,
@@ -105,7 +139,11 @@ impl<'a> Exec<'a> {
         }
     }
 
-    pub(crate) async fn run(mut self) -> (Status, Trace) {
+    pub(crate) async fn run(mut self) -> Ended {
+        let drain = self
+            .capture
+            .clone()
+            .map(|c| tokio::task::spawn_local(drain_continuously(c)));
         let mut status = Status::Passed;
         for step in &self.scenario.steps {
             if let Err(f) = self.step(step).await {
@@ -121,7 +159,37 @@ impl<'a> Exec<'a> {
         for (_, bg) in self.handles.drain() {
             bg.task.abort();
         }
-        (status, self.trace)
+        // Let the cancelled tasks go, then close what is left in a fixed order.
+        tokio::task::yield_now().await;
+        let (socks, order) = {
+            let mut st = self.state.borrow_mut();
+            (std::mem::take(&mut st.socks), std::mem::take(&mut st.order))
+        };
+        let mut socks = socks;
+        for name in order {
+            drop(socks.remove(&name));
+        }
+        if let Some(cap) = &self.capture {
+            // The closing segments cross loopback at once; this pause lets the answers to them
+            // (a FIN's ACK, a RST) be captured too.
+            tokio::time::sleep(CLOSE_SETTLE).await;
+            if let Some(d) = drain {
+                d.abort();
+            }
+            let _ = cap.borrow_mut().drain();
+        }
+        let names = self
+            .state
+            .borrow()
+            .name_of
+            .iter()
+            .map(|(a, n)| (*a, n.clone()))
+            .collect();
+        Ended {
+            status,
+            trace: self.trace,
+            names,
+        }
     }
 
     fn record(&mut self, step: &Step, outcome: Outcome, at: Instant, elapsed: Duration) {
@@ -164,21 +232,39 @@ impl<'a> Exec<'a> {
                     .expect_property(step, subject, *property, *op, value)
                     .await
             }
+            Statement::ExpectWire {
+                from,
+                to,
+                measure,
+                op,
+                value,
+            } => return self.expect_wire(step, from, to, measure, *op, *value).await,
             _ => {}
         }
+        // `sleep` is deliberate waiting, not a blocking call: the deadline does not apply.
+        let deadline = match step.statement {
+            Statement::Sleep { .. } => None,
+            _ => Some(at + self.timeout),
+        };
+        let timeout = self.timeout;
         let fut = match self.start(&step.statement) {
             Ok(fut) => fut,
+            // Finished on the spot; in the background it still gets its handle.
+            Err(actual) if step.background.is_some() => Box::pin(std::future::ready(actual)),
             Err(actual) => return self.conclude(step, &actual, at, at.elapsed()),
         };
-        if let Some(handle) = &step.background {
-            let timeout = self.timeout;
-            let task = tokio::task::spawn_local(async move {
-                let t0 = Instant::now();
-                let actual = tokio::time::timeout(timeout, fut)
+        let bounded = async move {
+            let actual = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), fut)
                     .await
-                    .unwrap_or(Actual::TimedOut(timeout));
-                (actual, t0.elapsed())
-            });
+                    .unwrap_or(Actual::TimedOut(timeout)),
+                None => fut.await,
+            };
+            // Measured from the statement's start, not from the task's first poll.
+            (actual, at.elapsed())
+        };
+        if let Some(handle) = &step.background {
+            let task = tokio::task::spawn_local(bounded);
             self.handles.insert(
                 handle.clone(),
                 Background {
@@ -198,12 +284,12 @@ impl<'a> Exec<'a> {
                 at,
                 Duration::ZERO,
             );
+            // Let it run up to its first wait, as a program's thread would.
+            tokio::task::yield_now().await;
             return Ok(());
         }
-        let actual = tokio::time::timeout(self.timeout, fut)
-            .await
-            .unwrap_or(Actual::TimedOut(self.timeout));
-        self.conclude(step, &actual, at, at.elapsed())
+        let (actual, elapsed) = bounded.await;
+        self.conclude(step, &actual, at, elapsed)
     }
 
     /// Records a finished statement and checks its expectation.
@@ -284,9 +370,10 @@ impl<'a> Exec<'a> {
         d: Option<Duration>,
     ) -> Result<(), Failure> {
         let at = Instant::now();
-        if let Some(d) = d {
-            tokio::time::sleep(self.tolerance.pending_wait(d)).await;
-        }
+        // Even "now" gives the runtime a moment to hear from the kernel, so a statement the
+        // kernel has already finished (a refused connect) is not taken for pending.
+        let wait = d.map_or(SETTLE, |d| self.tolerance.pending_wait(d).max(SETTLE));
+        tokio::time::sleep(wait).await;
         let Some(bg) = self.handles.get_mut(handle) else {
             return Err(self.fail(
                 step,
@@ -330,6 +417,78 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
+    async fn expect_wire(
+        &mut self,
+        step: &Step,
+        from: &str,
+        to: &str,
+        measure: &WireMeasure,
+        op: CompareOp,
+        value: u64,
+    ) -> Result<(), Failure> {
+        let at = Instant::now();
+        let what = match measure {
+            WireMeasure::Count(flags) if flags.is_empty() => "segments".to_string(),
+            WireMeasure::Count(flags) => format!("{flags} segments"),
+            WireMeasure::Bytes => "payload bytes".to_string(),
+        };
+        let (src, dst) = {
+            let st = self.state.borrow();
+            (st.addr_of.get(from).copied(), st.addr_of.get(to).copied())
+        };
+        let (Some(src), Some(dst), Some(cap)) = (src, dst, self.capture.clone()) else {
+            return Err(self.fail(
+                step,
+                Mismatch {
+                    expected: format!("{what} from {from} to {to}"),
+                    actual: "no capture, or one of the names has no address yet".into(),
+                    detail: None,
+                },
+            ));
+        };
+        // Segments are captured as they cross loopback, but retransmissions and delayed ACKs
+        // come later: the count gets until the tolerance to reach the expected value.
+        let settle = self.tolerance.slack(Duration::ZERO).min(self.timeout);
+        loop {
+            let got = {
+                let mut c = cap.borrow_mut();
+                let _ = c.drain();
+                let wire = decode(&Capture {
+                    link: LinkType::Ethernet,
+                    packets: c.packets().to_vec(),
+                });
+                match measure {
+                    WireMeasure::Count(flags) => wire.count(src, dst, flags),
+                    WireMeasure::Bytes => wire.bytes(src, dst),
+                }
+            };
+            let holds = op.holds(&got, &value);
+            if holds || at.elapsed() >= settle {
+                let observed = format!("{got} {what} {from} -> {to}");
+                self.record(
+                    step,
+                    Outcome::Observed {
+                        value: observed.clone(),
+                    },
+                    at,
+                    at.elapsed(),
+                );
+                if holds {
+                    return Ok(());
+                }
+                return Err(self.fail(
+                    step,
+                    Mismatch {
+                        expected: format!("{what} {from} -> {to} {} {value}", op.symbol()),
+                        actual: format!("{observed} captured"),
+                        detail: None,
+                    },
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     async fn expect_property(
         &mut self,
         step: &Step,
@@ -341,7 +500,7 @@ impl<'a> Exec<'a> {
         let at = Instant::now();
         // The kernel finishes some work (the last ACK of a handshake, a FIN) just after the call
         // that caused it returns, so a property gets until the tolerance to settle.
-        let settle = self.tolerance.slack(Duration::ZERO);
+        let settle = self.tolerance.slack(Duration::ZERO).min(self.timeout);
         loop {
             let evaluated = {
                 let st = self.state.borrow();
@@ -404,6 +563,9 @@ impl<'a> Exec<'a> {
 
     /// Checks, at the end, that no background statement was forgotten.
     async fn finish(&mut self) -> Result<(), Failure> {
+        if self.handles.values().any(|b| !b.waited) {
+            tokio::time::sleep(SETTLE).await;
+        }
         let mut pending: Vec<_> = self.handles.iter_mut().filter(|(_, b)| !b.waited).collect();
         pending.sort_by_key(|(_, b)| b.line);
         for (name, bg) in pending {
@@ -496,31 +658,36 @@ impl<'a> Exec<'a> {
                 call,
             } => {
                 let s = shared.borrow().sock(socket).map_err(failed)?;
-                let bytes = data.bytes();
-                let start = shared
-                    .borrow()
-                    .sent
-                    .get(socket)
-                    .map_or(0, |v| v.len() as u64);
-                let (socket, call) = (socket.clone(), *call);
+                let (socket, call, data) = (socket.clone(), *call, data.clone());
+                // The offset in the stream is taken at the first byte written, which may come
+                // after other background sends on the same socket.
+                let offset = |shared: &Shared, socket: &str| {
+                    shared
+                        .borrow()
+                        .sent
+                        .get(socket)
+                        .map_or(0, |v| v.len() as u64)
+                };
                 match mode {
-                    SendMode::Nowait => match sock::write_once(&s, call, &bytes) {
-                        Ok(n) => {
-                            shared
-                                .borrow_mut()
-                                .sent
-                                .entry(socket)
-                                .or_default()
-                                .extend_from_slice(&bytes[..n]);
-                            Ok(Box::pin(async move {
-                                Actual::Sent {
+                    SendMode::Nowait => {
+                        let bytes = data.range(0, ONE_CALL_MAX);
+                        let start = offset(&shared, &socket);
+                        match sock::write_once(&s, call, &bytes) {
+                            Ok(n) => {
+                                shared
+                                    .borrow_mut()
+                                    .sent
+                                    .entry(socket)
+                                    .or_default()
+                                    .extend_from_slice(&bytes[..n]);
+                                Err(Actual::Sent {
                                     count: n as u64,
                                     start,
-                                }
-                            }))
+                                })
+                            }
+                            Err(e) => Err(Actual::Failed(e)),
                         }
-                        Err(e) => Err(Actual::Failed(e)),
-                    },
+                    }
                     SendMode::Blocking { chunk, gap } => {
                         let (chunk, gap) = (*chunk, *gap);
                         Ok(Box::pin(async move {
@@ -530,17 +697,22 @@ impl<'a> Exec<'a> {
                                     return Actual::Failed(e);
                                 }
                             }
-                            let size = chunk.map_or(bytes.len().max(1), |c| {
-                                usize::try_from(c).unwrap_or(usize::MAX)
-                            });
+                            // Without chunk=, pieces only bound memory: the data is produced
+                            // as it is written, so the deadline can stop a large send.
+                            let piece = chunk.unwrap_or(SEND_PIECE).max(1);
+                            let mut start = None;
                             let mut written = 0u64;
-                            for (i, piece) in bytes.chunks(size).enumerate() {
-                                if i > 0 {
+                            let mut at = 0;
+                            while at < data.len() {
+                                if at > 0 && chunk.is_some() {
                                     if let Some(g) = gap {
                                         tokio::time::sleep(g).await;
                                     }
                                 }
-                                let r = sock::write_all(&s, call, piece, |done| {
+                                let bytes = data.range(at, at.saturating_add(piece));
+                                at += bytes.len() as u64;
+                                let r = sock::write_all(&s, call, &bytes, |done| {
+                                    start.get_or_insert_with(|| offset(&shared, &socket));
                                     written += done.len() as u64;
                                     shared
                                         .borrow_mut()
@@ -554,6 +726,7 @@ impl<'a> Exec<'a> {
                                     return Actual::Failed(e);
                                 }
                             }
+                            let start = start.unwrap_or_else(|| offset(&shared, &socket));
                             Actual::Sent {
                                 count: written,
                                 start,
@@ -566,11 +739,12 @@ impl<'a> Exec<'a> {
                 let s = shared.borrow().sock(socket).map_err(failed)?;
                 let (socket, mode, call) = (socket.clone(), mode.clone(), *call);
                 if let RecvMode::Once { size, nowait: true } = mode {
-                    let mut buf = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
+                    let mut buf = vec![0; one_call_buffer(size)];
                     let r = sock::read_once(&s, call, &mut buf, false);
                     return Err(read_result(
                         &shared,
                         &socket,
+                        &mode,
                         r.map(|n| {
                             buf.truncate(n);
                             (buf, n == 0)
@@ -579,7 +753,7 @@ impl<'a> Exec<'a> {
                 }
                 Ok(Box::pin(async move {
                     let r = recv(&s, call, &mode).await;
-                    read_result(&shared, &socket, r)
+                    read_result(&shared, &socket, &mode, r)
                 }))
             }
             Statement::Shutdown { socket, how } => {
@@ -616,7 +790,8 @@ impl<'a> Exec<'a> {
             }
             Statement::Wait { .. }
             | Statement::ExpectPending { .. }
-            | Statement::ExpectProperty { .. } => {
+            | Statement::ExpectProperty { .. }
+            | Statement::ExpectWire { .. } => {
                 unreachable!("handled by Exec::step before start() is called")
             }
         }
@@ -636,6 +811,43 @@ impl<'a> Exec<'a> {
     }
 }
 
+/// Moves captured frames out of the kernel's buffer as they arrive, so a long transfer cannot
+/// overflow it between checks.
+async fn drain_continuously(cap: Rc<RefCell<LiveCapture>>) {
+    let fd = BorrowedRaw(cap.borrow().socket().as_raw_fd());
+    // SAFETY: the descriptor belongs to the LiveCapture, which `cap` keeps alive for as long as
+    // this future (and so the AsyncFd inside it) exists.
+    let Ok(io) = (unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }) else {
+        return;
+    };
+    loop {
+        let Ok(mut guard) = io.readable().await else {
+            return;
+        };
+        if cap.borrow_mut().drain().is_err() {
+            return;
+        }
+        guard.clear_ready();
+    }
+}
+
+/// A descriptor owned elsewhere, for registering with the runtime.
+struct BorrowedRaw(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for BorrowedRaw {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+/// The buffer for one read call. A socket never holds more than its receive buffer, so past
+/// [`ONE_CALL_MAX`] a larger buffer would change nothing but the memory used.
+fn one_call_buffer(size: u64) -> usize {
+    usize::try_from(size.min(ONE_CALL_MAX)).unwrap_or(usize::MAX)
+}
+
 /// Reads per `mode`; the flag says whether the stream ended.
 async fn recv(
     s: &Sock,
@@ -644,7 +856,7 @@ async fn recv(
 ) -> io::Result<(Vec<u8>, bool)> {
     match mode {
         RecvMode::Once { size, .. } => {
-            let mut buf = vec![0; usize::try_from(*size).unwrap_or(usize::MAX)];
+            let mut buf = vec![0; one_call_buffer(*size)];
             let n = sock::read_blocking(s, call, &mut buf, false).await?;
             buf.truncate(n);
             Ok((buf, n == 0))
@@ -711,23 +923,29 @@ async fn read_until(
     }
 }
 
-fn read_result(shared: &Shared, socket: &str, r: io::Result<(Vec<u8>, bool)>) -> Actual {
+/// The result of a read. `all` ends at EOF by design; `exact` and `until` ended by EOF were cut
+/// short, and their result is `EOF` (with what came before it).
+fn read_result(
+    shared: &Shared,
+    socket: &str,
+    mode: &RecvMode,
+    r: io::Result<(Vec<u8>, bool)>,
+) -> Actual {
     match r {
         Ok((data, eof)) => {
             let mut st = shared.borrow_mut();
             let offset = st.received.entry(socket.to_string()).or_default();
             let start = *offset;
             *offset += data.len() as u64;
-            if data.is_empty() && eof {
-                Actual::Eof { data, start }
-            } else if eof {
-                Actual::Read { data, start, eof }
-            } else {
-                Actual::Read {
+            match mode {
+                _ if eof && data.is_empty() => Actual::Eof { data, start },
+                RecvMode::All => Actual::Read { data, start, eof },
+                _ if eof => Actual::Eof { data, start },
+                _ => Actual::Read {
                     data,
                     start,
                     eof: false,
-                }
+                },
             }
         }
         Err(e) => Actual::Failed(e),

@@ -10,13 +10,20 @@ mod exec;
 mod sock;
 mod timing;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 pub use timing::{
     scale_from_env, Tolerance, DEFAULT_TIMEOUT, DEFAULT_TOLERANCE, RELATIVE, SCALE_VAR,
 };
 
-use crate::script::Scenario;
+use crate::capture::live::LiveCapture;
+use crate::capture::{decode, Capture, LinkType, RenderOptions, WireTrace};
+use crate::sandbox::{self, Isolation, Support};
+use crate::script::{Scenario, Statement};
 use crate::trace::Trace;
 
 /// Why a scenario failed: the first expectation that did not hold.
@@ -45,6 +52,16 @@ pub enum Status {
     Skipped(String),
 }
 
+/// How to run a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Whether to run in a private network namespace.
+    pub isolation: Isolation,
+    /// Capture the scenario's packets (only possible when isolated: the capture must see the
+    /// scenario's own traffic and nothing else).
+    pub capture: bool,
+}
+
 /// The result of running one scenario.
 #[derive(Debug, Clone)]
 pub struct ScenarioRun {
@@ -54,9 +71,55 @@ pub struct ScenarioRun {
     pub trace: Trace,
     /// Wall-clock time the run took.
     pub duration: Duration,
+    /// Whether the scenario ran in a private network namespace.
+    pub isolated: bool,
+    /// Every frame on the scenario's loopback, from before the first statement to after the
+    /// last, when capture was on.
+    pub capture: Option<Capture>,
+    /// Why capture was off, or what went wrong with it.
+    pub capture_note: Option<String>,
+    /// The scenario's names for the addresses it used.
+    pub names: BTreeMap<SocketAddr, String>,
 }
 
-/// Runs `scenario` on real sockets and returns its verdict and trace.
+impl ScenarioRun {
+    /// The result of a run that panicked (a bug in sockharness, reported as a failure).
+    pub fn panicked() -> ScenarioRun {
+        ScenarioRun::ended(
+            Status::Failed(setup_failure(
+                "the scenario to run",
+                "sockharness panicked while running it (a bug; please report it)",
+            )),
+            Instant::now(),
+        )
+    }
+
+    fn ended(status: Status, started: Instant) -> ScenarioRun {
+        ScenarioRun {
+            status,
+            trace: Trace::default(),
+            duration: started.elapsed(),
+            isolated: false,
+            capture: None,
+            capture_note: None,
+            names: BTreeMap::new(),
+        }
+    }
+
+    /// The decoded capture, when there is one.
+    pub fn wire(&self) -> Option<WireTrace> {
+        self.capture.as_ref().map(decode)
+    }
+
+    /// The decoded capture as text, endpoints named after the scenario's sockets.
+    pub fn render_wire(&self, opts: &RenderOptions) -> Option<String> {
+        let names = |a: SocketAddr| self.names.get(&a).cloned();
+        self.wire().map(|w| w.render(&names, opts))
+    }
+}
+
+/// Runs `scenario` with the default options (isolated and captured where possible) and returns
+/// its verdict and trace.
 ///
 /// ```
 /// use sockharness::{run::{run, Status}, script::parse};
@@ -67,14 +130,142 @@ pub struct ScenarioRun {
 /// assert!(result.trace.render().contains("received 2 bytes [0..2) \"hi\""));
 /// ```
 pub fn run(scenario: &Scenario) -> ScenarioRun {
+    run_with(
+        scenario,
+        &RunOptions {
+            isolation: Isolation::Auto,
+            capture: true,
+        },
+    )
+}
+
+/// Runs `scenario` as `opts` say.
+///
+/// An isolated scenario runs on a thread of its own, which enters a new network namespace; the
+/// calling thread's namespace never changes.
+pub fn run_with(scenario: &Scenario, opts: &RunOptions) -> ScenarioRun {
     let started = Instant::now();
-    if let Some(reason) = skip_reason(scenario) {
-        return ScenarioRun {
-            status: Status::Skipped(reason),
-            trace: Trace::default(),
-            duration: started.elapsed(),
-        };
+    let needs = needs_isolation(scenario);
+    let unavailable = match (opts.isolation, sandbox::support()) {
+        (Isolation::Never, _) => Some("isolation is off (--isolate never)".to_string()),
+        (_, Support::Unavailable(why)) => Some(why.clone()),
+        (_, Support::Available { .. }) => None,
+    };
+    if let Some(why) = unavailable {
+        if opts.isolation == Isolation::Always {
+            return ScenarioRun::ended(
+                Status::Failed(setup_failure("a private network namespace", &why)),
+                started,
+            );
+        }
+        if let Some(what) = needs {
+            return ScenarioRun::ended(
+                Status::Skipped(format!("{what} needs a private network namespace: {why}")),
+                started,
+            );
+        }
+        let mut r = run_here(scenario, None, started);
+        r.capture_note = Some(format!(
+            "capture off: it needs a private network namespace ({why})"
+        ));
+        return r;
     }
+    if OWN_THREAD.with(|own| own.get()) {
+        return run_isolated(scenario, opts, needs, started);
+    }
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("scenario".into())
+            .spawn_scoped(scope, || run_isolated(scenario, opts, needs, started));
+        match worker.map(|h| h.join()) {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => ScenarioRun::ended(
+                Status::Failed(setup_failure(
+                    "the scenario thread to finish",
+                    "it panicked",
+                )),
+                started,
+            ),
+            Err(e) => ScenarioRun::ended(
+                Status::Failed(setup_failure("a scenario thread", &e.to_string())),
+                started,
+            ),
+        }
+    })
+}
+
+thread_local! {
+    /// Set on threads that exist only to run scenarios: they may move between namespaces, so an
+    /// isolated scenario runs on them directly instead of on a thread of its own.
+    static OWN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Declares that the calling thread exists only to run scenarios, so isolated scenarios may move
+/// it into their namespaces instead of starting a thread each (which costs a thread start and
+/// exit per scenario). [`crate::suite::run_all`] does this for its workers.
+pub fn dedicate_this_thread() {
+    OWN_THREAD.with(|own| own.set(true));
+}
+
+fn run_isolated(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    needs: Option<String>,
+    started: Instant,
+) -> ScenarioRun {
+    if let Err(e) = sandbox::enter_private_netns() {
+        let why = e.to_string();
+        if opts.isolation == Isolation::Always {
+            return ScenarioRun::ended(
+                Status::Failed(setup_failure("a private network namespace", &why)),
+                started,
+            );
+        }
+        if let Some(what) = needs {
+            return ScenarioRun::ended(
+                Status::Skipped(format!("{what} needs a private network namespace: {why}")),
+                started,
+            );
+        }
+        // This thread is still in the namespace it started in.
+        let mut r = run_here(scenario, None, started);
+        r.capture_note = Some(format!("capture off: no private network namespace ({why})"));
+        return r;
+    }
+    for (key, value) in &scenario.settings.sysctls {
+        if let Err(e) = sandbox::set_sysctl(key, value) {
+            return ScenarioRun::ended(Status::Skipped(e.to_string()), started);
+        }
+    }
+    let wants_capture = opts.capture || uses_wire(scenario);
+    let (capture, note) = if wants_capture {
+        match LiveCapture::open_loopback() {
+            Ok(c) => (Some(c), None),
+            Err(e) => (
+                None,
+                Some(format!("capture off: cannot open a packet socket ({e})")),
+            ),
+        }
+    } else {
+        (None, Some("capture off".to_string()))
+    };
+    if capture.is_none() && uses_wire(scenario) {
+        let why = note.unwrap_or_default();
+        return ScenarioRun::ended(
+            Status::Skipped(format!("wire expectations need a capture; {why}")),
+            started,
+        );
+    }
+    let mut r = run_here(scenario, capture, started);
+    r.isolated = true;
+    if r.capture_note.is_none() {
+        r.capture_note = note;
+    }
+    r
+}
+
+/// Runs on the calling thread, in whatever namespace it is in.
+fn run_here(scenario: &Scenario, capture: Option<LiveCapture>, started: Instant) -> ScenarioRun {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -82,41 +273,70 @@ pub fn run(scenario: &Scenario) -> ScenarioRun {
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
-            return ScenarioRun {
-                status: Status::Failed(Failure {
-                    line: 0,
-                    statement: String::new(),
-                    expected: "a runtime for the scenario".into(),
-                    actual: format!("could not start one: {e}"),
-                    detail: None,
-                }),
-                trace: Trace::default(),
-                duration: started.elapsed(),
-            }
+            return ScenarioRun::ended(
+                Status::Failed(setup_failure("a runtime for the scenario", &e.to_string())),
+                started,
+            )
         }
     };
     let timeout = scenario.settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let tolerance = Tolerance::from_env(scenario.settings.tolerance);
+    let capture = capture.map(|c| Rc::new(RefCell::new(c)));
     let local = tokio::task::LocalSet::new();
-    let (status, trace) = local.block_on(
+    let ended = local.block_on(
         &runtime,
-        exec::Exec::new(scenario, timeout, tolerance).run(),
+        exec::Exec::new(scenario, timeout, tolerance, capture.clone()).run(),
     );
-    // Dropping the set and the runtime here cancels what is left and closes every socket.
+    // Dropping the set cancels what is left (and the capture's reader) while the runtime that
+    // registered them still exists.
     drop(local);
+    let mut note = None;
+    let capture = capture.and_then(|c| Rc::try_unwrap(c).ok()).map(|c| {
+        let c = c.into_inner();
+        if let Ok(n) = c.dropped() {
+            if n > 0 {
+                note = Some(format!("capture incomplete: the kernel dropped {n} frames"));
+            }
+        }
+        Capture {
+            link: LinkType::Ethernet,
+            packets: c.into_packets(),
+        }
+    });
     drop(runtime);
     ScenarioRun {
-        status,
-        trace,
+        status: ended.status,
+        trace: ended.trace,
         duration: started.elapsed(),
+        isolated: false,
+        capture,
+        capture_note: note,
+        names: ended.names,
     }
 }
 
-/// Why a scenario cannot run here, if it cannot.
-fn skip_reason(scenario: &Scenario) -> Option<String> {
-    let (key, value) = scenario.settings.sysctls.first()?;
-    Some(format!(
-        "needs a private network namespace for `sysctl {key}={value}`, and this build runs \
-         scenarios on the host loopback only (the host's sysctls are never written)"
-    ))
+fn setup_failure(expected: &str, why: &str) -> Failure {
+    Failure {
+        line: 0,
+        statement: String::new(),
+        expected: expected.to_string(),
+        actual: why.to_string(),
+        detail: None,
+    }
+}
+
+/// What in the scenario needs a private namespace, if anything.
+fn needs_isolation(scenario: &Scenario) -> Option<String> {
+    if let Some((key, value)) = scenario.settings.sysctls.first() {
+        return Some(format!("`sysctl {key}={value}`"));
+    }
+    uses_wire(scenario)
+        .then(|| "`expect wire` (a capture of the scenario's own traffic)".to_string())
+}
+
+fn uses_wire(scenario: &Scenario) -> bool {
+    scenario
+        .steps
+        .iter()
+        .any(|s| matches!(s.statement, Statement::ExpectWire { .. }))
 }

@@ -54,12 +54,14 @@ impl Tolerance {
     /// assert_eq!(t.slack(Duration::from_millis(100)), Duration::from_millis(120));
     /// ```
     pub fn slack(&self, d: Duration) -> Duration {
-        (self.absolute + d.mul_f64(RELATIVE)).mul_f64(self.scale)
+        let secs = (self.absolute.as_secs_f64() + d.as_secs_f64() * RELATIVE) * self.scale;
+        // Saturates instead of panicking on absurd settings.
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     }
 
     /// Whether `elapsed` meets `within d`.
     pub fn within(&self, elapsed: Duration, d: Duration) -> bool {
-        elapsed <= d + self.slack(d)
+        elapsed <= d.saturating_add(self.slack(d))
     }
 
     /// How long `expect H pending for d` waits before it checks.
@@ -68,13 +70,17 @@ impl Tolerance {
     }
 }
 
-/// `SOCKHARNESS_TIME_SCALE`, or 1 when it is unset or not a positive number.
+/// The largest scale honoured: beyond it slack would exceed any sensible deadline.
+pub const MAX_SCALE: f64 = 1000.0;
+
+/// `SOCKHARNESS_TIME_SCALE`, or 1 when it is unset or not a positive number; at most
+/// [`MAX_SCALE`].
 pub fn scale_from_env() -> f64 {
     std::env::var(SCALE_VAR)
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v > 0.0)
-        .unwrap_or(1.0)
+        .map_or(1.0, |v| v.min(MAX_SCALE))
 }
 
 #[cfg(test)]

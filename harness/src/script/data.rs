@@ -29,12 +29,40 @@ impl Data {
     /// let a = Data::Random { size: 16, seed: 7 }.bytes();
     /// assert_eq!(a, Data::Random { size: 16, seed: 7 }.bytes());
     /// assert_ne!(a, Data::Random { size: 16, seed: 8 }.bytes());
+    /// // The first bytes of random(.., seed=0): SplitMix64's first output, little-endian.
+    /// assert_eq!(Data::Random { size: 8, seed: 0 }.bytes(), 0xe220a8397b1dcdafu64.to_le_bytes());
     /// ```
     pub fn bytes(&self) -> Vec<u8> {
+        self.range(0, self.len())
+    }
+
+    /// Bytes `start..end` of the literal (clamped to its length), without producing the rest:
+    /// a large literal can be sent piece by piece.
+    ///
+    /// ```
+    /// use sockharness::script::Data;
+    /// let r = Data::Random { size: 100, seed: 9 };
+    /// assert_eq!(r.range(13, 77), r.bytes()[13..77]);
+    /// assert_eq!(Data::Pattern(300).range(250, 253), [250, 0, 1]);
+    /// ```
+    pub fn range(&self, start: u64, end: u64) -> Vec<u8> {
+        let end = end.min(self.len());
+        let start = start.min(end);
         match self {
-            Data::Bytes(b) => b.clone(),
-            Data::Pattern(n) => (0..*n).map(|i| (i % PATTERN_PERIOD) as u8).collect(),
-            Data::Random { size, seed } => random_bytes(*size, *seed),
+            Data::Bytes(b) => b[start as usize..end as usize].to_vec(),
+            Data::Pattern(_) => (start..end).map(|i| (i % PATTERN_PERIOD) as u8).collect(),
+            Data::Random { seed, .. } => {
+                let mut out = Vec::with_capacity((end - start) as usize);
+                let mut i = start;
+                while i < end {
+                    let block = splitmix(*seed, i / 8).to_le_bytes();
+                    let from = (i % 8) as usize;
+                    let take = (8 - from).min((end - i) as usize);
+                    out.extend_from_slice(&block[from..from + take]);
+                    i += take as u64;
+                }
+                out
+            }
         }
     }
 }
@@ -62,18 +90,17 @@ impl From<Vec<u8>> for Data {
 /// This definition is part of the language contract ("the same on every machine and every
 /// version"), so it is spelled out here instead of borrowed from a crate whose stream may change.
 pub fn random_bytes(size: u64, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(size as usize);
-    while (out.len() as u64) < size {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        let take = (size - out.len() as u64).min(8) as usize;
-        out.extend_from_slice(&z.to_le_bytes()[..take]);
-    }
-    out
+    Data::Random { size, seed }.bytes()
+}
+
+/// Output `k` (from 0) of SplitMix64 seeded with `seed`. The generator's state after k+1 steps
+/// is `seed + (k+1)·γ`, so any output can be computed directly.
+fn splitmix(seed: u64, k: u64) -> u64 {
+    const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut z = seed.wrapping_add(k.wrapping_add(1).wrapping_mul(GAMMA));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Escapes bytes the way the language writes them inside `"..."`.

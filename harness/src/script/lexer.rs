@@ -20,7 +20,7 @@ pub(crate) enum Tok {
     Str(Vec<u8>),
     /// A `hex"..."` literal, decoded.
     Hex(Vec<u8>),
-    /// Punctuation: `== != <= >= < > & | ( ) , = .`
+    /// Punctuation: `== != <= >= -> < > & | ( ) , = .`
     Punct(&'static str),
 }
 
@@ -45,8 +45,8 @@ pub(crate) struct Token {
     pub(crate) span: Range<usize>,
 }
 
-const PUNCT: [&str; 13] = [
-    "==", "!=", "<=", ">=", "<", ">", "&", "|", "(", ")", ",", "=", ".",
+const PUNCT: [&str; 14] = [
+    "==", "!=", "<=", ">=", "->", "<", ">", "&", "|", "(", ")", ",", "=", ".",
 ];
 
 /// Tokenizes `line`, which starts at byte `base` of the file. Comments are dropped.
@@ -167,8 +167,10 @@ fn lex_string(line: &str, mut i: usize, base: usize) -> Result<(Vec<u8>, usize),
                     Some(b'\\') => b'\\',
                     Some(b'"') => b'"',
                     Some(b'x') => {
+                        // from_str_radix alone would accept a sign: `\x+1`.
                         let hex = line
                             .get(i + 2..i + 4)
+                            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                             .and_then(|h| u8::from_str_radix(h, 16).ok());
                         match hex {
                             Some(v) => {

@@ -160,6 +160,30 @@ pub enum Statement {
         /// The value compared against.
         value: Value,
     },
+    /// `expect wire A -> B count FLAGS OP N` or `expect wire A -> B bytes OP N` (extension):
+    /// a check on the captured segments from A to B.
+    ExpectWire {
+        /// The sending socket or listener.
+        from: String,
+        /// The receiving socket or listener.
+        to: String,
+        /// What is counted.
+        measure: WireMeasure,
+        /// The comparison.
+        op: CompareOp,
+        /// The number compared against.
+        value: u64,
+    },
+}
+
+/// What an `expect wire` statement measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireMeasure {
+    /// Segments whose flags include every one of these letters (`S` SYN, `F` FIN, `R` RST,
+    /// `P` PSH, `A` ACK, `U` URG, `E` ECE, `C` CWR); no letters counts every segment.
+    Count(String),
+    /// Payload bytes.
+    Bytes,
 }
 
 /// An address to bind or connect to: a literal, or a name whose address is used.

@@ -89,6 +89,14 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
         };
         source.push_str(line);
         source.push('\n');
+        // A sysctl's value is free text ("4096 87380 6291456"), so the line is not lexed.
+        if let Some(setting) = sysctl_line(line, base) {
+            match setting {
+                Ok(kv) => scenario.settings.sysctls.push(kv),
+                Err(p) => problems.push(p),
+            }
+            continue;
+        }
         let tokens = match lex_line(line, base) {
             Ok(t) => t,
             Err(p) => {
@@ -103,8 +111,6 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
             toks: &tokens,
             pos: 0,
             eol: base + line.trim_end().len(),
-            line,
-            base,
         };
         let lineno = u32::try_from(index + 1).unwrap_or(u32::MAX);
         match p.line_item() {
@@ -120,7 +126,6 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
                 }
                 scenario.settings.tolerance = Some(d);
             }
-            Ok(Item::Sysctl(k, v)) => scenario.settings.sysctls.push((k, v)),
             Ok(Item::Step(mut ps)) => {
                 let first = tokens[0].span.start - base;
                 let last = tokens[tokens.len() - 1].span.end - base;
@@ -157,7 +162,6 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
 enum Item {
     Timeout(Duration, Range<usize>),
     Tolerance(Duration, Range<usize>),
-    Sysctl(String, String),
     Step(Box<ParsedStep>),
 }
 
@@ -166,8 +170,6 @@ struct LineParser<'a> {
     pos: usize,
     /// Offset of the end of the line's text, where "expected ..." at end of line points.
     eol: usize,
-    line: &'a str,
-    base: usize,
 }
 
 type PResult<T> = Result<T, Problem>;
@@ -326,7 +328,6 @@ impl LineParser<'_> {
                 self.end()?;
                 return Ok(Item::Tolerance(d, span));
             }
-            "sysctl" => return self.sysctl(),
             "listen" => {
                 let (name, nspan) = self.name("a listener name")?;
                 names.push(NameRef::def(name.clone(), nspan, Kind::Listener));
@@ -393,13 +394,6 @@ impl LineParser<'_> {
                         } else {
                             break;
                         }
-                    }
-                    if gap.is_some() && chunk.is_none() {
-                        return Err(Problem::new(
-                            span.start..self.prev_span().end,
-                            "`gap=` needs `chunk=`",
-                        )
-                        .hint("add `chunk=SIZE`: the gap is the pause between pieces"));
                     }
                     SendMode::Blocking { chunk, gap }
                 };
@@ -536,46 +530,6 @@ impl LineParser<'_> {
             names,
             expect_span,
         })))
-    }
-
-    fn sysctl(&mut self) -> PResult<Item> {
-        let start = self.span();
-        let Some(eq) = self.toks[self.pos..]
-            .iter()
-            .position(|t| t.tok == Tok::Punct("="))
-        else {
-            return Err(Problem::new(start, "expected `KEY=VALUE`")
-                .hint("for example `sysctl net.core.somaxconn=8`"));
-        };
-        let eq_span = self.toks[self.pos + eq].span.clone();
-        let key = &self.line[start.start - self.base..eq_span.start - self.base];
-        let value = self.line[eq_span.end - self.base..]
-            .split('#')
-            .next()
-            .unwrap_or("")
-            .trim();
-        let key_ok = !key.is_empty()
-            && key.split('.').all(|part| {
-                !part.is_empty()
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            });
-        if !key_ok || key.trim() != key {
-            return Err(Problem::new(
-                start.start..eq_span.start,
-                format!("`{key}` is not a sysctl key"),
-            )
-            .hint("keys are dotted names such as `net.core.somaxconn`"));
-        }
-        if !key.starts_with("net.") {
-            return Err(Problem::new(start.start..eq_span.start, "only network sysctls (`net.*`) can be set")
-                .hint("they live in the scenario's private network namespace; others would change the host"));
-        }
-        if value.is_empty() {
-            return Err(Problem::new(eq_span, "missing sysctl value"));
-        }
-        Ok(Item::Sysctl(key.to_string(), value.to_string()))
     }
 
     fn socket(&mut self, names: &mut Vec<NameRef>) -> PResult<String> {
@@ -758,6 +712,10 @@ impl LineParser<'_> {
     }
 
     fn expect_statement(&mut self, names: &mut Vec<NameRef>) -> PResult<Statement> {
+        if self.at_ident("wire") && matches!(self.peek_at(1), Some(Tok::Ident(_))) {
+            self.pos += 1;
+            return self.expect_wire(names);
+        }
         let (subject, span) = self.name("a handle, socket or listener")?;
         if self.eat_ident("pending") {
             names.push(NameRef::uses(subject.clone(), span, &[Kind::Handle]));
@@ -782,17 +740,8 @@ impl LineParser<'_> {
             _ => &[Kind::Socket, Kind::Listener],
         };
         names.push(NameRef::uses(subject.clone(), span, kinds));
-        let op = match self.peek() {
-            Some(Tok::Punct("==")) => CompareOp::Eq,
-            Some(Tok::Punct("!=")) => CompareOp::Ne,
-            Some(Tok::Punct("<")) => CompareOp::Lt,
-            Some(Tok::Punct("<=")) => CompareOp::Le,
-            Some(Tok::Punct(">")) => CompareOp::Gt,
-            Some(Tok::Punct(">=")) => CompareOp::Ge,
-            _ => return Err(self.error("a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)")),
-        };
         let op_span = self.span();
-        self.pos += 1;
+        let op = self.compare_op()?;
         if !property.is_numeric() && !matches!(op, CompareOp::Eq | CompareOp::Ne) {
             return Err(Problem::new(
                 op_span,
@@ -877,6 +826,65 @@ impl LineParser<'_> {
         })
     }
 
+    fn compare_op(&mut self) -> PResult<CompareOp> {
+        let op = match self.peek() {
+            Some(Tok::Punct("==")) => CompareOp::Eq,
+            Some(Tok::Punct("!=")) => CompareOp::Ne,
+            Some(Tok::Punct("<")) => CompareOp::Lt,
+            Some(Tok::Punct("<=")) => CompareOp::Le,
+            Some(Tok::Punct(">")) => CompareOp::Gt,
+            Some(Tok::Punct(">=")) => CompareOp::Ge,
+            _ => return Err(self.error("a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)")),
+        };
+        self.pos += 1;
+        Ok(op)
+    }
+
+    /// `A -> B count FLAGS OP N` or `A -> B bytes OP N`, after `expect wire`.
+    fn expect_wire(&mut self, names: &mut Vec<NameRef>) -> PResult<Statement> {
+        let mut endpoint = |p: &mut Self, what| -> PResult<String> {
+            let (n, span) = p.name(what)?;
+            names.push(NameRef::uses(
+                n.clone(),
+                span,
+                &[Kind::Socket, Kind::Listener],
+            ));
+            Ok(n)
+        };
+        let from = endpoint(self, "the sending socket or listener")?;
+        self.punct("->")?;
+        let to = endpoint(self, "the receiving socket or listener")?;
+        let measure = if self.eat_ident("bytes") {
+            WireMeasure::Bytes
+        } else if self.eat_ident("count") {
+            match self.peek().cloned() {
+                Some(Tok::Ident(flags)) => {
+                    if let Some(bad) = flags.chars().find(|c| !"SFRPAUEC".contains(*c)) {
+                        return Err(Problem::new(
+                            self.span(),
+                            format!("`{bad}` is not a TCP flag"),
+                        )
+                        .hint("flags are S (SYN), F (FIN), R (RST), P (PSH), A (ACK), U, E, C"));
+                    }
+                    self.pos += 1;
+                    WireMeasure::Count(flags)
+                }
+                _ => WireMeasure::Count(String::new()),
+            }
+        } else {
+            return Err(self.error("`count` or `bytes`"));
+        };
+        let op = self.compare_op()?;
+        let value = self.size()?;
+        Ok(Statement::ExpectWire {
+            from,
+            to,
+            measure,
+            op,
+            value,
+        })
+    }
+
     fn property(&mut self) -> PResult<Property> {
         let (p, span) = self.name("a property")?;
         Property::ALL
@@ -884,6 +892,60 @@ impl LineParser<'_> {
             .find(|q| q.name() == p)
             .ok_or_else(|| unknown(&p, span, &Property::ALL.map(Property::name), "property"))
     }
+}
+
+/// `sysctl KEY=VALUE`: `None` when the line is something else. The value runs to the end of the
+/// line or to a `#` comment.
+fn sysctl_line(line: &str, base: usize) -> Option<Result<(String, String), Problem>> {
+    let indent = line.len() - line.trim_start().len();
+    let rest = line[indent..].strip_prefix("sysctl")?;
+    if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+        return None;
+    }
+    let at = |i: usize| base + i;
+    let body_start = indent + "sysctl".len();
+    let body = rest.split('#').next().unwrap_or("");
+    let Some((key, value)) = body.split_once('=') else {
+        return Some(Err(Problem::new(
+            at(indent)..at(body_start),
+            "expected `sysctl KEY=VALUE`",
+        )
+        .hint("for example `sysctl net.core.somaxconn=8`")));
+    };
+    let key_start = body_start + (key.len() - key.trim_start().len());
+    let key_span = at(key_start)..at(key_start + key.trim().len().max(1));
+    let key = key.trim();
+    let key_ok = key.split('.').all(|part| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    });
+    if !key_ok {
+        return Some(Err(Problem::new(
+            key_span,
+            format!("`{key}` is not a sysctl key"),
+        )
+        .hint("keys are dotted names such as `net.core.somaxconn`")));
+    }
+    if !key.starts_with("net.") {
+        return Some(Err(Problem::new(
+            key_span,
+            "only network sysctls (`net.*`) can be set",
+        )
+        .hint(
+            "they live in the scenario's private network namespace; others would change the host",
+        )));
+    }
+    let value = value.trim();
+    if value.is_empty() {
+        let eq = body_start + body.find('=').unwrap_or(0);
+        return Some(Err(Problem::new(
+            at(eq)..at(eq + 1),
+            "missing sysctl value",
+        )));
+    }
+    Some(Ok((key.to_string(), value.to_string())))
 }
 
 /// "unknown X `word`", with a "did you mean" hint when a known word is close.

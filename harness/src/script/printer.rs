@@ -243,6 +243,25 @@ impl Display for Statement {
                     None => Ok(()),
                 }
             }
+            Statement::ExpectWire {
+                from,
+                to,
+                measure,
+                op,
+                value,
+            } => {
+                let measure = match measure {
+                    WireMeasure::Count(flags) if flags.is_empty() => "count".to_string(),
+                    WireMeasure::Count(flags) => format!("count {flags}"),
+                    WireMeasure::Bytes => "bytes".to_string(),
+                };
+                write!(
+                    f,
+                    "expect wire {from} -> {to} {measure} {} {}",
+                    op.symbol(),
+                    Size(*value)
+                )
+            }
             Statement::ExpectProperty {
                 subject,
                 property,

@@ -96,7 +96,9 @@ fn verb(statement: &Statement) -> &'static str {
         Statement::Set { .. } => "set",
         Statement::Sleep { .. } => "sleep",
         Statement::Wait { .. } => "wait",
-        Statement::ExpectPending { .. } | Statement::ExpectProperty { .. } => "expect",
+        Statement::ExpectPending { .. }
+        | Statement::ExpectProperty { .. }
+        | Statement::ExpectWire { .. } => "expect",
     }
 }
 

@@ -1,0 +1,242 @@
+//! Live capture on the loopback of the calling thread's network namespace, through an
+//! AF_PACKET socket: no system library needed.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::pcap::Packet;
+
+/// The largest frame `lo` hands a packet socket (GSO frames can reach 64 KiB plus headers).
+const FRAME: usize = 256 * 1024;
+/// Receive buffer asked for, so that bursts between drains are not dropped.
+const RCVBUF: usize = 64 << 20;
+
+/// An open capture of every frame on `lo`.
+pub struct LiveCapture {
+    socket: Socket,
+    packets: Vec<Packet>,
+    buf: Vec<u8>,
+}
+
+impl LiveCapture {
+    /// Opens a capture on `lo` of the calling thread's network namespace. Frames queue from now
+    /// on; [`LiveCapture::drain`] collects them.
+    pub fn open_loopback() -> io::Result<LiveCapture> {
+        // Protocol 0 at creation, the real one at bind: a socket created hooked to every device
+        // would be unhooked by the bind, and each unhooking waits for an RCU grace period.
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
+        socket.set_nonblocking(true)?;
+        let fd = socket.as_raw_fd();
+        // Privileged callers may exceed rmem_max; others get what the limit allows.
+        let size = RCVBUF as libc::c_int;
+        // SAFETY: the option value is a c_int that outlives the call.
+        let forced = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
+        };
+        if forced != 0 {
+            socket.set_recv_buffer_size(RCVBUF)?;
+        }
+        let on: libc::c_int = 1;
+        // SAFETY: as above.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the name is NUL-terminated.
+        let ifindex = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: sockaddr_ll is plain old data, fully initialised here, and passed with its size.
+        unsafe {
+            let mut sll: libc::sockaddr_ll = zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            sll.sll_ifindex = ifindex as i32;
+            let r = libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(LiveCapture {
+            socket,
+            packets: Vec::new(),
+            buf: vec![0; FRAME],
+        })
+    }
+
+    /// The descriptor, to wait for readability on.
+    pub fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    /// Collects every frame queued so far, without blocking.
+    pub fn drain(&mut self) -> io::Result<()> {
+        while let Some(p) = self.read_one()? {
+            self.packets.push(p);
+        }
+        Ok(())
+    }
+
+    /// Frames collected so far.
+    pub fn packets(&self) -> &[Packet] {
+        &self.packets
+    }
+
+    /// Frames the kernel dropped because the buffer was full (PACKET_STATISTICS; reading resets
+    /// the kernel's counter, so call it once, at the end).
+    pub fn dropped(&self) -> io::Result<u32> {
+        // SAFETY: tpacket_stats is plain old data, and the kernel writes at most `len` bytes.
+        unsafe {
+            let mut stats: libc::tpacket_stats = zeroed();
+            let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+            let r = libc::getsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut stats as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            );
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(stats.tp_drops)
+        }
+    }
+
+    /// The collected frames, oldest first. The socket is closed on another thread: closing a
+    /// packet socket waits for an RCU grace period (tens of milliseconds), which the scenario
+    /// need not wait for.
+    pub fn into_packets(self) -> Vec<Packet> {
+        close_later(self.socket);
+        self.packets
+    }
+
+    /// One frame, or `None` when the queue is empty. Outgoing copies are skipped: on `lo`
+    /// every frame would otherwise appear twice, and tcpdump shows it once.
+    fn read_one(&mut self) -> io::Result<Option<Packet>> {
+        loop {
+            // SAFETY: all structs are plain old data; the iovec points into `self.buf`, the name
+            // and control buffers are locals with their sizes, and recvmsg writes within them.
+            let (n, flags, pkttype, ts) = unsafe {
+                let mut name: libc::sockaddr_ll = zeroed();
+                let mut control = [0u64; 16];
+                let mut iov = libc::iovec {
+                    iov_base: self.buf.as_mut_ptr().cast(),
+                    iov_len: self.buf.len(),
+                };
+                let mut msg: libc::msghdr = zeroed();
+                msg.msg_name = (&mut name as *mut libc::sockaddr_ll).cast();
+                msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = size_of::<[u64; 16]>();
+                let n = libc::recvmsg(self.socket.as_raw_fd(), &mut msg, libc::MSG_TRUNC);
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        return Ok(None);
+                    }
+                    return Err(e);
+                }
+                let mut ts = None;
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_SOCKET
+                        && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                    {
+                        let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                        ts = Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32));
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+                (n as usize, msg.msg_flags, name.sll_pkttype, ts)
+            };
+            if pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            let _ = flags;
+            let kept = n.min(self.buf.len());
+            let ts = ts.unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+            });
+            return Ok(Some(Packet {
+                ts,
+                data: self.buf[..kept].to_vec(),
+                orig_len: u32::try_from(n).unwrap_or(u32::MAX),
+            }));
+        }
+    }
+}
+
+/// Packet sockets being closed, with a signal for when none are left.
+static CLOSING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Closes a packet socket on a short-lived thread. Each close waits for an RCU grace period;
+/// closes running side by side share one, where closing them one after another (or at process
+/// exit) would add up.
+fn close_later(socket: Socket) {
+    if let Ok(mut n) = CLOSING.0.lock() {
+        *n += 1;
+    }
+    let done = move || {
+        if let Ok(mut n) = CLOSING.0.lock() {
+            *n = n.saturating_sub(1);
+            CLOSING.1.notify_all();
+        }
+    };
+    let closer = std::thread::Builder::new()
+        .name("capture-close".into())
+        .spawn(move || {
+            drop(socket);
+            done();
+        });
+    if let Err(e) = closer {
+        // No thread to be had: the closure (and the socket in it) came back and was dropped
+        // with the error, so the socket is closed here.
+        drop(e);
+        done();
+    }
+}
+
+/// Waits (at most `limit`) until every capture socket handed off for closing is closed.
+pub fn wait_for_closes(limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let Ok(mut n) = CLOSING.0.lock() else { return };
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match CLOSING.1.wait_timeout(n, left) {
+            Ok((guard, _)) => n = guard,
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Isolation: a private network namespace per scenario, with its own loopback and sysctls.
+//!
+//! As root, each scenario thread calls `unshare(CLONE_NEWNET)`. Without root, the process first
+//! becomes root of a user namespace of its own ([`init`], which must run while the process has a
+//! single thread), and then each scenario thread does the same. The host's network namespace and
+//! its sysctls are never changed: [`set_sysctl`] refuses to write unless the calling thread is in
+//! a namespace other than the one the process started in.
+
+mod netns;
+
+use std::io;
+use std::sync::OnceLock;
+
+use thiserror::Error;
+
+pub use netns::{enter_private_netns, set_sysctl};
+
+/// Whether scenarios run in private network namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Isolate where possible; otherwise run on the host loopback and skip what needs isolation.
+    #[default]
+    Auto,
+    /// Isolate, or fail.
+    Always,
+    /// Run on the host loopback.
+    Never,
+}
+
+/// How isolation is available to this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    /// The process may create network namespaces (root, or root of its own user namespace).
+    Available {
+        /// True when that took a user namespace (the process is not root on the host).
+        user_namespace: bool,
+    },
+    /// It may not, for this reason.
+    Unavailable(String),
+}
+
+/// Errors of the sandbox.
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    /// A namespace could not be created or configured.
+    #[error("{what}: {source}")]
+    Namespace {
+        /// The step that failed.
+        what: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A sysctl write was refused because the thread is not in a private namespace.
+    #[error("refusing to write sysctl {0}: this thread is in the host's network namespace")]
+    HostNamespace(String),
+    /// A sysctl does not exist or cannot be written in a namespace of this kind.
+    #[error("cannot set sysctl {key}: {source}")]
+    Sysctl {
+        /// The key.
+        key: String,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+static SUPPORT: OnceLock<Support> = OnceLock::new();
+static HOST_NETNS: OnceLock<Option<u64>> = OnceLock::new();
+
+/// Prepares isolation for this process and says whether it is available.
+///
+/// Call it first thing in `main`, before any thread is started: without root it creates the
+/// process's user namespace, which the kernel allows only in a single-threaded process. Later
+/// calls return the first answer. Without a call, [`support`] checks for root only.
+pub fn init() -> &'static Support {
+    host_netns();
+    SUPPORT.get_or_init(netns::prepare)
+}
+
+/// Whether isolation is available (see [`init`]).
+pub fn support() -> &'static Support {
+    host_netns();
+    SUPPORT.get_or_init(|| {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            Support::Available {
+                user_namespace: false,
+            }
+        } else {
+            Support::Unavailable("not root, and no user namespace was created at start-up".into())
+        }
+    })
+}
+
+/// The inode of the network namespace the process started in.
+fn host_netns() -> Option<u64> {
+    *HOST_NETNS.get_or_init(|| netns::current_netns().ok())
+}
