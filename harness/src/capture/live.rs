@@ -1,11 +1,15 @@
-//! Live capture on the loopback of the calling thread's network namespace, through an
-//! AF_PACKET socket: no system library needed.
+//! Live capture on the loopback of the calling thread's network namespace: by default through an
+//! AF_PACKET socket (no system library needed), with the `libpcap` feature through libpcap.
 
 use std::io;
+#[cfg(not(feature = "libpcap"))]
 use std::mem::{size_of, zeroed};
-use std::os::fd::AsRawFd;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+#[cfg(not(feature = "libpcap"))]
+use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(not(feature = "libpcap"))]
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::pcap::Packet;
@@ -17,15 +21,69 @@ const RCVBUF: usize = 64 << 20;
 
 /// An open capture of every frame on `lo`.
 pub struct LiveCapture {
-    socket: Socket,
+    source: Source,
     packets: Vec<Packet>,
-    buf: Vec<u8>,
 }
 
 impl LiveCapture {
+    /// The capture backend this build uses: `AF_PACKET`, or `libpcap` with the `libpcap`
+    /// feature.
+    pub const BACKEND: &'static str = Source::NAME;
+
     /// Opens a capture on `lo` of the calling thread's network namespace. Frames queue from now
     /// on; [`LiveCapture::drain`] collects them.
     pub fn open_loopback() -> io::Result<LiveCapture> {
+        Ok(LiveCapture {
+            source: Source::open()?,
+            packets: Vec::new(),
+        })
+    }
+
+    /// The descriptor to wait for readability on.
+    pub fn raw_fd(&self) -> RawFd {
+        self.source.raw_fd()
+    }
+
+    /// Collects every frame queued so far, without blocking.
+    pub fn drain(&mut self) -> io::Result<()> {
+        while let Some(p) = self.source.read_one()? {
+            self.packets.push(p);
+        }
+        Ok(())
+    }
+
+    /// Frames collected so far.
+    pub fn packets(&self) -> &[Packet] {
+        &self.packets
+    }
+
+    /// Frames the kernel dropped because the buffer was full (call it once, at the end: reading
+    /// may reset the kernel's counter).
+    pub fn dropped(&mut self) -> io::Result<u32> {
+        self.source.dropped()
+    }
+
+    /// The collected frames, oldest first. The capture is closed on another thread: closing a
+    /// packet socket waits for an RCU grace period (tens of milliseconds), which the scenario
+    /// need not wait for.
+    pub fn into_packets(self) -> Vec<Packet> {
+        close_later(self.source);
+        self.packets
+    }
+}
+
+/// The default backend: an AF_PACKET socket, no system library.
+#[cfg(not(feature = "libpcap"))]
+struct Source {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+#[cfg(not(feature = "libpcap"))]
+impl Source {
+    const NAME: &'static str = "AF_PACKET";
+
+    fn open() -> io::Result<Source> {
         // Protocol 0 at creation, the real one at bind: a socket created hooked to every device
         // would be unhooked by the bind, and each unhooking waits for an RCU grace period.
         let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
@@ -80,34 +138,17 @@ impl LiveCapture {
                 return Err(io::Error::last_os_error());
             }
         }
-        Ok(LiveCapture {
+        Ok(Source {
             socket,
-            packets: Vec::new(),
             buf: vec![0; FRAME],
         })
     }
 
-    /// The descriptor, to wait for readability on.
-    pub fn socket(&self) -> &Socket {
-        &self.socket
+    fn raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
     }
 
-    /// Collects every frame queued so far, without blocking.
-    pub fn drain(&mut self) -> io::Result<()> {
-        while let Some(p) = self.read_one()? {
-            self.packets.push(p);
-        }
-        Ok(())
-    }
-
-    /// Frames collected so far.
-    pub fn packets(&self) -> &[Packet] {
-        &self.packets
-    }
-
-    /// Frames the kernel dropped because the buffer was full (PACKET_STATISTICS; reading resets
-    /// the kernel's counter, so call it once, at the end).
-    pub fn dropped(&self) -> io::Result<u32> {
+    fn dropped(&mut self) -> io::Result<u32> {
         // SAFETY: tpacket_stats is plain old data, and the kernel writes at most `len` bytes.
         unsafe {
             let mut stats: libc::tpacket_stats = zeroed();
@@ -126,21 +167,13 @@ impl LiveCapture {
         }
     }
 
-    /// The collected frames, oldest first. The socket is closed on another thread: closing a
-    /// packet socket waits for an RCU grace period (tens of milliseconds), which the scenario
-    /// need not wait for.
-    pub fn into_packets(self) -> Vec<Packet> {
-        close_later(self.socket);
-        self.packets
-    }
-
     /// One frame, or `None` when the queue is empty. Outgoing copies are skipped: on `lo`
     /// every frame would otherwise appear twice, and tcpdump shows it once.
     fn read_one(&mut self) -> io::Result<Option<Packet>> {
         loop {
             // SAFETY: all structs are plain old data; the iovec points into `self.buf`, the name
             // and control buffers are locals with their sizes, and recvmsg writes within them.
-            let (n, flags, pkttype, ts) = unsafe {
+            let (n, pkttype, ts) = unsafe {
                 let mut name: libc::sockaddr_ll = zeroed();
                 let mut control = [0u64; 16];
                 let mut iov = libc::iovec {
@@ -173,25 +206,81 @@ impl LiveCapture {
                     }
                     c = libc::CMSG_NXTHDR(&msg, c);
                 }
-                (n as usize, msg.msg_flags, name.sll_pkttype, ts)
+                (n as usize, name.sll_pkttype, ts)
             };
             if pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
-            let _ = flags;
             let kept = n.min(self.buf.len());
-            let ts = ts.unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-            });
             return Ok(Some(Packet {
-                ts,
+                ts: ts.unwrap_or_else(now),
                 data: self.buf[..kept].to_vec(),
                 orig_len: u32::try_from(n).unwrap_or(u32::MAX),
             }));
         }
     }
+}
+
+/// The `libpcap` backend: the same capture through the system's libpcap.
+#[cfg(feature = "libpcap")]
+struct Source {
+    cap: pcap::Capture<pcap::Active>,
+}
+
+#[cfg(feature = "libpcap")]
+impl Source {
+    const NAME: &'static str = "libpcap";
+
+    fn open() -> io::Result<Source> {
+        let to_io = |e: pcap::Error| io::Error::other(e.to_string());
+        // libpcap opens its packet socket in the calling thread's namespace, like the default.
+        let cap = pcap::Capture::from_device("lo")
+            .map_err(to_io)?
+            .immediate_mode(true)
+            .snaplen(FRAME as i32)
+            .buffer_size(RCVBUF as i32)
+            .open()
+            .map_err(to_io)?
+            .setnonblock()
+            .map_err(to_io)?;
+        Ok(Source { cap })
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.cap.as_raw_fd()
+    }
+
+    fn dropped(&mut self) -> io::Result<u32> {
+        self.cap
+            .stats()
+            .map(|s| s.dropped)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    fn read_one(&mut self) -> io::Result<Option<Packet>> {
+        match self.cap.next_packet() {
+            Ok(p) => {
+                let ts = Duration::new(
+                    p.header.ts.tv_sec as u64,
+                    (p.header.ts.tv_usec as u32) * 1000,
+                );
+                Ok(Some(Packet {
+                    ts,
+                    data: p.data.to_vec(),
+                    orig_len: p.header.len,
+                }))
+            }
+            Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+#[cfg(not(feature = "libpcap"))]
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// Packet sockets being closed, with a signal for when none are left.
@@ -201,7 +290,7 @@ static CLOSING: (std::sync::Mutex<usize>, std::sync::Condvar) =
 /// Closes a packet socket on a short-lived thread. Each close waits for an RCU grace period;
 /// closes running side by side share one, where closing them one after another (or at process
 /// exit) would add up.
-fn close_later(socket: Socket) {
+fn close_later(source: Source) {
     if let Ok(mut n) = CLOSING.0.lock() {
         *n += 1;
     }
@@ -214,7 +303,7 @@ fn close_later(socket: Socket) {
     let closer = std::thread::Builder::new()
         .name("capture-close".into())
         .spawn(move || {
-            drop(socket);
+            drop(source);
             done();
         });
     if let Err(e) = closer {

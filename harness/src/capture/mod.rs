@@ -1,11 +1,18 @@
 //! Packet capture: pcap files, TCP decoding into a wire trace, and ladder diagrams.
 //!
-//! Everything here except `live` works on bytes and files, without a socket.
+//! Everything here except `live` works on bytes and files, without a socket. Layers, from the
+//! bottom: [`pcap`] reads and writes capture files; `decode` turns packets into TCP segments
+//! numbered as Wireshark numbers them ([`decode()`]); [`WireTrace`] answers wire expectations
+//! and renders as text or JSON; [`svg`] draws it as a ladder diagram.
 
+mod decode;
 pub mod live;
 pub mod pcap;
+mod render;
 pub mod svg;
 mod wire;
 
+pub use decode::decode;
 pub use pcap::{Capture, LinkType, Packet, PcapError};
-pub use wire::{decode, Flags, RenderOptions, Segment, WireTrace};
+pub use render::RenderOptions;
+pub use wire::{Flags, Segment, WireTrace, KEPT_PAYLOAD};

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -814,7 +813,7 @@ impl<'a> Exec<'a> {
 /// Moves captured frames out of the kernel's buffer as they arrive, so a long transfer cannot
 /// overflow it between checks.
 async fn drain_continuously(cap: Rc<RefCell<LiveCapture>>) {
-    let fd = BorrowedRaw(cap.borrow().socket().as_raw_fd());
+    let fd = BorrowedRaw(cap.borrow().raw_fd());
     // SAFETY: the descriptor belongs to the LiveCapture, which `cap` keeps alive for as long as
     // this future (and so the AsyncFd inside it) exists.
     let Ok(io) = (unsafe {

@@ -292,7 +292,7 @@ fn run_here(scenario: &Scenario, capture: Option<LiveCapture>, started: Instant)
     drop(local);
     let mut note = None;
     let capture = capture.and_then(|c| Rc::try_unwrap(c).ok()).map(|c| {
-        let c = c.into_inner();
+        let mut c = c.into_inner();
         if let Ok(n) = c.dropped() {
             if n > 0 {
                 note = Some(format!("capture incomplete: the kernel dropped {n} frames"));
