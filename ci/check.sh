@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tests, formatting, lints, and the bundled scenario library through the CLI.
+# Tests (both capture backends), formatting, lints, benches compiling, and the bundled scenario
+# library through the CLI, as root and as an unprivileged user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -7,14 +8,24 @@ export CARGO_TERM_COLOR=never
 echo "== cargo test --workspace"
 cargo test --workspace
 
+echo "== cargo test with the libpcap capture backend (same snapshots)"
+cargo test -p sockharness -p sockharness-scenarios --features sockharness/libpcap
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== cargo clippy --all-targets -- -D warnings"
+echo "== cargo clippy --all-targets -- -D warnings (both backends)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features sockharness/libpcap -- -D warnings
 
 echo "== benches compile"
 cargo bench --workspace --no-run
 
 echo "== sockharness run scenarios"
-cargo run --quiet -- run scenarios
+cargo build --quiet
+target/debug/sockharness run scenarios
+
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+  echo "== sockharness run scenarios, as an unprivileged user (isolation through a user namespace)"
+  setpriv --reuid=65534 --regid=65534 --clear-groups target/debug/sockharness run --isolate always scenarios
+fi

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# System packages CI needs beyond Rust: libpcap-dev for the `libpcap` feature, tshark and tcpdump
+# for the capture cross-checks. Installs only what is missing, and only as root.
+set -euo pipefail
+need=()
+command -v tshark >/dev/null || need+=(tshark)
+command -v tcpdump >/dev/null || need+=(tcpdump)
+[ -e /usr/include/pcap.h ] || need+=(libpcap-dev)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing ${need[*]}, and not root to install them" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${need[@]}"
