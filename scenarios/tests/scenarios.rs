@@ -68,12 +68,12 @@ fn check(root: &Path, source: suite::Source) -> Result<Completion, Failed> {
     // insta reports a mismatch by panicking; turn that into this test's failure message.
     let name = source.name.replace(['/', '\\'], "__");
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        settings.bind(|| {
-            insta::assert_snapshot!(name.clone(), snapshot);
-            if let Some(wire) = wire {
-                insta::assert_snapshot!(format!("{name}.wire"), wire);
-            }
-        })
+        settings.bind(|| insta::assert_snapshot!(name.clone(), snapshot));
+        if let Some(wire) = wire {
+            let mut settings = settings.clone();
+            settings.set_description(format!("wire trace of {}", source.name));
+            settings.bind(|| insta::assert_snapshot!(format!("{name}.wire"), wire));
+        }
     }))
     .map(|()| Completion::Completed)
     .map_err(|_| {

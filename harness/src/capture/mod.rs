@@ -6,6 +6,7 @@
 //! and renders as text or JSON; [`svg`] draws it as a ladder diagram.
 
 mod decode;
+mod lines;
 pub mod live;
 pub mod pcap;
 mod render;

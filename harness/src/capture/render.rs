@@ -1,8 +1,8 @@
 //! The wire trace as text (for people and snapshots) and as JSON (for programs).
 //!
 //! The default text is meant to be identical from run to run of the same scenario: pure ACKs
-//! are left out (delayed-ACK timing decides them), and consecutive data segments are merged
-//! into one line per run of bytes (TSO/GSO timing decides where loopback cuts a stream).
+//! are left out (delayed-ACK timing decides them), and data is shown by runs of bytes rather
+//! than by segment (see `lines`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::lines::{lines, Line, SHOWN};
 use super::wire::{Segment, WireTrace};
 use crate::script::{escape, preview};
 
-/// Payload bytes shown in a preview.
-const SHOWN: usize = 32;
-
 /// What the text rendering shows beyond flags, relative numbers, lengths and payload.
 ///
-/// With all fields false (the default) pure ACKs are hidden and runs of data segments are
-/// merged; asking for any per-segment detail shows every segment that is not hidden as is.
+/// With all fields false (the default) pure ACKs are hidden, the data a direction sends between
+/// two of its own SYN, FIN or RST segments is one line (`seq=1..29 len=28`, flags without PSH,
+/// no ack), and data segments that carry no new byte (retransmissions) are left out. Asking for any
+/// per-segment detail shows every segment, except pure ACKs unless `acks` is set, as captured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RenderOptions {
     /// Show pure ACKs (and so every segment as captured).
@@ -38,71 +38,14 @@ impl RenderOptions {
     }
 }
 
-/// One output line: a segment, or a merged run of data segments.
-struct Line<'a> {
-    segs: Vec<&'a Segment>,
-    merged: bool,
-}
-
-impl Line<'_> {
-    fn first(&self) -> &Segment {
-        self.segs[0]
-    }
-
-    fn len(&self) -> u64 {
-        self.segs.iter().map(|s| u64::from(s.payload_len)).sum()
-    }
-
-    /// Where the next segment of the run must start for the run to go on.
-    fn end(&self) -> u32 {
-        self.segs[self.segs.len() - 1].rel_end()
-    }
-
-    /// The run's first bytes, as far as the capture kept them without a gap.
-    fn payload(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for s in &self.segs {
-            out.extend_from_slice(&s.payload);
-            if out.len() >= SHOWN || s.payload.len() < s.payload_len as usize {
-                break;
-            }
-        }
-        out
-    }
-}
-
 /// An escaped preview of a payload of `total` bytes of which `kept` are known.
-fn payload_preview(kept: &[u8], total: u64) -> String {
+fn payload_preview(kept: &[u8], total: u32) -> String {
     let shown = &kept[..kept.len().min(SHOWN)];
-    if shown.len() as u64 == total {
+    if shown.len() == total as usize {
         preview(shown, SHOWN)
     } else {
         format!("{}...", preview(shown, SHOWN))
     }
-}
-
-/// The lines of one connection, in capture order.
-fn lines<'a>(segs: &[&'a Segment], opts: &RenderOptions) -> Vec<Line<'a>> {
-    let mut out: Vec<Line<'a>> = Vec::new();
-    for &s in segs {
-        if s.is_pure_ack() && !opts.acks {
-            continue;
-        }
-        let merge = opts.merges() && s.is_data_only();
-        if merge {
-            if let Some(last) = out.last_mut() {
-                if last.merged && last.first().src == s.src && last.end() == s.rel_seq {
-                    last.segs.push(s);
-                    continue;
-                }
-            }
-        }
-        out.push(Line {
-            segs: vec![s],
-            merged: merge,
-        });
-    }
-    out
 }
 
 impl WireTrace {
@@ -125,8 +68,8 @@ impl WireTrace {
             }
             let (a, b) = (name(segs[0].src), name(segs[0].dst));
             let _ = writeln!(out, "connection {a} <-> {b}");
-            let lines = lines(segs, opts);
-            let arrow = |l: &Line| format!("{} -> {}", name(l.first().src), name(l.first().dst));
+            let lines = lines(segs, opts.merges(), opts.acks);
+            let arrow = |l: &Line| format!("{} -> {}", name(l.seg.src), name(l.seg.dst));
             let width = lines.iter().map(|l| arrow(l).len()).max().unwrap_or(0);
             for l in &lines {
                 self.line(&mut out, l, &arrow(l), width, opts);
@@ -143,40 +86,43 @@ impl WireTrace {
     }
 
     fn line(&self, out: &mut String, l: &Line, arrow: &str, width: usize, opts: &RenderOptions) {
-        let s = l.first();
+        let s = l.seg;
         out.push_str("  ");
         if opts.timestamps {
             let t = s.ts.saturating_sub(self.start);
             let _ = write!(out, "+{}.{:06}s  ", t.as_secs(), t.subsec_micros());
         }
         let mut flags = s.flags.letters();
-        if l.merged {
-            // PSH marks where the sender's writes ended, which a merged run hides anyway.
+        if l.run.is_some() {
             flags.retain(|c| c != 'P');
         }
         if flags.is_empty() {
             flags.push('-');
         }
         let _ = write!(out, "{arrow:<width$}  {flags:<5} ");
-        if l.merged {
-            let end = u64::from(s.rel_seq) + l.len();
-            let ack = l.segs[l.segs.len() - 1].rel_ack;
-            let _ = write!(out, "seq={}..{end} ack={ack} len={}", s.rel_seq, l.len());
-        } else {
-            let _ = write!(
-                out,
-                "seq={} ack={} len={}",
-                s.rel_seq, s.rel_ack, s.payload_len
-            );
-        }
+        let (len, payload) = match &l.run {
+            Some(run) => {
+                // No ack: where the other direction's data interleaves is timing.
+                let _ = write!(out, "seq={}..{} len={}", run.start, run.end, run.len());
+                (run.len(), run.bytes.as_slice())
+            }
+            None => {
+                let _ = write!(
+                    out,
+                    "seq={} ack={} len={}",
+                    s.rel_seq, s.rel_ack, s.payload_len
+                );
+                (s.payload_len, s.payload.as_slice())
+            }
+        };
         if opts.windows {
             let _ = write!(out, " win={}", s.window);
         }
         if opts.options && !s.options.is_empty() {
             let _ = write!(out, " <{}>", s.options.join(", "));
         }
-        if l.len() > 0 {
-            let _ = write!(out, " {}", payload_preview(&l.payload(), l.len()));
+        if len > 0 {
+            let _ = write!(out, " {}", payload_preview(payload, len));
         }
         out.push('\n');
     }
@@ -318,8 +264,8 @@ mod tests {
             "connection cli <-> srv\n\
              \x20 cli -> srv  S     seq=0 ack=0 len=0\n\
              \x20 srv -> cli  SA    seq=0 ack=1 len=0\n\
-             \x20 cli -> srv  A     seq=1..17 ack=1 len=16 \"GET / HTTP/1.0\\r\\n\"\n\
-             \x20 srv -> cli  A     seq=1..3 ack=17 len=2 \"ok\"\n\
+             \x20 cli -> srv  A     seq=1..17 len=16 \"GET / HTTP/1.0\\r\\n\"\n\
+             \x20 srv -> cli  A     seq=1..3 len=2 \"ok\"\n\
              \x20 cli -> srv  FA    seq=17 ack=3 len=0\n\
              (1 packet not TCP)\n"
         );

@@ -144,7 +144,7 @@ pub fn svg(trace: &WireTrace, names: &dyn Fn(SocketAddr) -> Option<String>) -> S
         let _ = writeln!(
             out,
             "  <marker id=\"head{i}\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" \
-             markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\">\
+             markerUnits=\"userSpaceOnUse\" markerWidth=\"10\" markerHeight=\"10\" orient=\"auto\">\
              <path d=\"M0,0 L10,5 L0,10 z\" fill=\"{}\"/></marker>",
             st.colour
         );

@@ -1,5 +1,21 @@
 //! Arguments, commands and exit codes.
 
+/// `println!` that ignores a closed stdout (`sockharness run | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` with the same care as [`say!`].
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod artifacts;
 mod output;
 mod trace;
@@ -171,7 +187,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     let sources = sources(&args.paths)?;
     match suite::parse_all(&sources) {
         Ok(s) => {
-            println!("{} scenario{} ok", s.len(), plural(s.len()));
+            say!("{} scenario{} ok", s.len(), plural(s.len()));
             Ok(ExitCode::from(EXIT_OK))
         }
         Err(bad) => Ok(report_invalid(&bad)),
@@ -220,8 +236,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let rows: Vec<_> = sources.iter().zip(&results).collect();
     match args.format {
         Format::Text => output::text_summary(&rows, &saved, started.elapsed()),
-        Format::Json => println!("{}", output::json(&rows)),
-        Format::Junit => println!("{}", output::junit(&rows, started.elapsed())?),
+        Format::Json => say!("{}", output::json(&rows)),
+        Format::Junit => say!("{}", output::junit(&rows, started.elapsed())?),
     }
     let failed = results
         .iter()

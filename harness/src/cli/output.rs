@@ -46,7 +46,7 @@ impl Progress {
                 bar.set_message(source.name.clone());
                 bar.inc(1);
             }
-            None => println!("{text}"),
+            None => say!("{text}"),
         }
     }
 
@@ -76,23 +76,23 @@ pub fn text_summary(rows: &[(&Source, &ScenarioRun)], saved: &[Saved], elapsed: 
         .filter(|((_, r), _)| matches!(r.status, Status::Failed(_)))
         .collect();
     if !failures.is_empty() {
-        println!();
+        say!();
         for ((s, r), saved) in failures {
-            print!("{}", report::render(&s.path, r));
+            say_raw!("{}", report::render(&s.path, r));
             match (&saved.pcap, &r.capture_note) {
-                (Some(p), _) => println!("  capture: {}", p.display()),
-                (None, Some(note)) => println!("  {note}"),
+                (Some(p), _) => say!("  capture: {}", p.display()),
+                (None, Some(note)) => say!("  {note}"),
                 (None, None) => {}
             }
-            println!();
+            say!();
         }
     }
     for e in saved.iter().filter_map(|s| s.error.as_ref()) {
         eprintln!("warning: {e}");
     }
     let (p, f, s) = counts(rows);
-    println!("finished in {:.2}s", elapsed.as_secs_f64());
-    println!("{p} passed, {f} failed, {s} skipped");
+    say!("finished in {:.2}s", elapsed.as_secs_f64());
+    say!("{p} passed, {f} failed, {s} skipped");
 }
 
 pub fn json(rows: &[(&Source, &ScenarioRun)]) -> String {

@@ -46,6 +46,8 @@ pub enum TraceFormat {
     Json,
 }
 
+/// Runs `trace`: exit 0 when the file decodes; a missing, truncated or non-pcap file is an
+/// error (exit 2).
 pub fn trace(args: TraceArgs) -> Result<ExitCode> {
     let path = args.file.display();
     let bytes = std::fs::read(&args.file).map_err(|e| anyhow!("cannot read {path}: {e}"))?;

@@ -63,8 +63,15 @@ impl State {
         if let Ok(addr) = sock.socket().local_addr() {
             if let Some(addr) = addr.as_socket() {
                 self.addr_of.insert(name.to_string(), addr);
-                // A listener keeps its address's name: accepted sockets share its port.
-                self.name_of.entry(addr).or_insert_with(|| name.to_string());
+                // A listener keeps its address's name while it is open (accepted sockets share its
+                // port); otherwise the newest socket on an address names it, as when a port
+                // freed by a closed socket is taken again.
+                let keep = self.name_of.get(&addr).is_some_and(|owner| {
+                    owner != name && self.socks.get(owner).is_some_and(|s| s.listener)
+                });
+                if !keep {
+                    self.name_of.insert(addr, name.to_string());
+                }
             }
         }
         if self.socks.insert(name.to_string(), sock).is_none()
@@ -400,8 +407,8 @@ impl<'a> Exec<'a> {
                 Ok(done) => done,
                 Err(e) => (Actual::Failed(io::Error::other(e.to_string())), elapsed),
             };
-            let outcome = outcome_of(&actual);
-            self.record(step, outcome, at, elapsed);
+            let value = format!("finished: {}", outcome_of(&actual).render());
+            self.record(step, Outcome::Observed { value }, at, elapsed);
             return Err(self.fail(
                 step,
                 Mismatch {

@@ -22,7 +22,7 @@ pub use timing::{
 
 use crate::capture::live::LiveCapture;
 use crate::capture::{decode, Capture, LinkType, RenderOptions, WireTrace};
-use crate::sandbox::{self, Isolation, Support};
+use crate::sandbox::{self, Isolation, SandboxError, Support};
 use crate::script::{Scenario, Statement};
 use crate::trace::Trace;
 
@@ -233,8 +233,23 @@ fn run_isolated(
         return r;
     }
     for (key, value) in &scenario.settings.sysctls {
-        if let Err(e) = sandbox::set_sysctl(key, value) {
-            return ScenarioRun::ended(Status::Skipped(e.to_string()), started);
+        match sandbox::set_sysctl(key, value) {
+            Ok(()) => {}
+            // A knob this kernel lacks, or one a user namespace may not set: the scenario
+            // cannot run here, which is not its fault.
+            Err(e @ SandboxError::Sysctl { .. }) if e.is_unavailable() => {
+                return ScenarioRun::ended(Status::Skipped(e.to_string()), started)
+            }
+            // A value the kernel rejects is a mistake in the scenario.
+            Err(e) => {
+                return ScenarioRun::ended(
+                    Status::Failed(setup_failure(
+                        &format!("sysctl {key}={value}"),
+                        &e.to_string(),
+                    )),
+                    started,
+                )
+            }
         }
     }
     let wants_capture = opts.capture || uses_wire(scenario);

@@ -63,6 +63,20 @@ pub enum SandboxError {
     },
 }
 
+impl SandboxError {
+    /// True when the error means "not possible here" (no such sysctl in this kernel, or not
+    /// writable from this namespace) rather than a wrong value.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            SandboxError::Sysctl { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ),
+            _ => true,
+        }
+    }
+}
+
 static SUPPORT: OnceLock<Support> = OnceLock::new();
 static HOST_NETNS: OnceLock<Option<u64>> = OnceLock::new();
 
