@@ -23,9 +23,10 @@ cargo bench --workspace --no-run
 
 echo "== sockharness run scenarios"
 cargo build --quiet
-target/debug/sockharness run scenarios
+bin=${CARGO_TARGET_DIR:-target}/debug/sockharness
+"$bin" run scenarios
 
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   echo "== sockharness run scenarios, as an unprivileged user (isolation through a user namespace)"
-  setpriv --reuid=65534 --regid=65534 --clear-groups target/debug/sockharness run --isolate always scenarios
+  setpriv --reuid=65534 --regid=65534 --clear-groups "$bin" run --isolate always scenarios
 fi

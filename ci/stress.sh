@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
 cargo build --quiet
-bin=target/debug/sockharness
+bin=${CARGO_TARGET_DIR:-target}/debug/sockharness
 
 load=()
 for _ in 1 2; do
