@@ -186,3 +186,66 @@ fn without_paths_it_runs_the_embedded_library() {
     assert_eq!(count, sockharness::suite::LIBRARY.len());
     assert!(count >= 30, "the library has {count} scenarios");
 }
+
+#[test]
+fn captures_are_written_and_read_back() {
+    if !matches!(
+        sockharness::sandbox::support(),
+        sockharness::sandbox::Support::Available { .. }
+    ) {
+        eprintln!("SKIP: this test process cannot create network namespaces");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "good.scenario", GOOD);
+    let out = sockharness(
+        &[
+            "run",
+            "--pcap-dir",
+            "pcaps",
+            "--svg-dir",
+            "svgs",
+            "--format",
+            "json",
+            "good.scenario",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(doc["scenarios"][0]["isolated"], true);
+    assert_eq!(doc["scenarios"][0]["capture"]["pcap"], "pcaps/good.pcap");
+    let bytes = std::fs::read(dir.path().join("pcaps/good.pcap")).expect("the pcap exists");
+    let capture = sockharness::capture::pcap::read(&bytes).expect("a valid pcap");
+    let wire = sockharness::capture::decode(&capture);
+    // Handshake, the 2 bytes, and the closing FINs are all there.
+    assert!(wire.segments.iter().any(|s| s.flags.letters() == "S"));
+    assert!(wire.segments.iter().any(|s| s.payload_len == 2));
+    assert!(
+        wire.segments
+            .iter()
+            .filter(|s| s.flags.contains_all("F"))
+            .count()
+            >= 2
+    );
+    let svg = std::fs::read_to_string(dir.path().join("svgs/good.svg")).expect("the svg exists");
+    assert!(
+        svg.contains("<svg") && svg.contains(">cli<") && svg.contains(">srv<"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn wire_expectations_are_skipped_without_isolation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "wire.scenario",
+        "listen srv\nconnect cli to srv\nexpect wire cli -> srv count S == 1\n",
+    );
+    let out = sockharness(&["run", "--isolate", "never", "wire.scenario"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("skip  wire: `expect wire`"), "{stdout}");
+    assert!(stdout.contains("0 passed, 0 failed, 1 skipped"), "{stdout}");
+}

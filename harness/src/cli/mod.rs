@@ -236,7 +236,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let rows: Vec<_> = sources.iter().zip(&results).collect();
     match args.format {
         Format::Text => output::text_summary(&rows, &saved, started.elapsed()),
-        Format::Json => say!("{}", output::json(&rows)),
+        Format::Json => say!("{}", output::json(&rows, &saved)),
         Format::Junit => say!("{}", output::junit(&rows, started.elapsed())?),
     }
     let failed = results

@@ -95,10 +95,11 @@ pub fn text_summary(rows: &[(&Source, &ScenarioRun)], saved: &[Saved], elapsed: 
     say!("{p} passed, {f} failed, {s} skipped");
 }
 
-pub fn json(rows: &[(&Source, &ScenarioRun)]) -> String {
+pub fn json(rows: &[(&Source, &ScenarioRun)], saved: &[Saved]) -> String {
     let scenarios: Vec<_> = rows
         .iter()
-        .map(|(s, r)| {
+        .zip(saved)
+        .map(|((s, r), saved)| {
             let (status, reason, failure) = match &r.status {
                 Status::Passed => ("passed", None, None),
                 Status::Skipped(why) => ("skipped", Some(why.clone()), None),
@@ -121,6 +122,11 @@ pub fn json(rows: &[(&Source, &ScenarioRun)]) -> String {
                 "reason": reason,
                 "failure": failure,
                 "duration_ms": r.duration.as_secs_f64() * 1000.0,
+                "isolated": r.isolated,
+                "capture": {
+                    "pcap": saved.pcap.as_ref().map(|p| p.display().to_string()),
+                    "note": r.capture_note,
+                },
                 "trace": r.trace.events,
             })
         })
