@@ -89,11 +89,28 @@ impl State {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
     }
 
-    fn addr_name(&self, addr: SocketAddr) -> String {
-        self.name_of
-            .get(&addr)
-            .cloned()
-            .unwrap_or_else(|| addr.to_string())
+    /// The name of `sock`'s peer: the scenario's socket at the other end of the same
+    /// connection. Two sockets may share a local address (one ephemeral port used towards two
+    /// destinations), so the match is on both ends, not the address alone.
+    fn peer_name(&self, sock: &Sock) -> Option<String> {
+        let addr = |a: io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
+        let (peer, local) = (
+            addr(sock.socket().peer_addr())?,
+            addr(sock.socket().local_addr())?,
+        );
+        let exact = self.order.iter().find(|n| {
+            self.socks.get(*n).is_some_and(|s| {
+                !s.listener
+                    && addr(s.socket().local_addr()) == Some(peer)
+                    && addr(s.socket().peer_addr()) == Some(local)
+            })
+        });
+        Some(
+            exact
+                .cloned()
+                .or_else(|| self.name_of.get(&peer).cloned())
+                .unwrap_or_else(|| peer.to_string()),
+        )
     }
 }
 
@@ -522,9 +539,13 @@ impl<'a> Exec<'a> {
                     Value::Addr(a) => Ok(Prop::Addr(*a)),
                     Value::Property(n, p) => property_value(&st, n, *p),
                 };
-                (left, right, st.name_of.clone())
+                let peer = match property {
+                    Property::Peer => st.sock(subject).ok().and_then(|s| st.peer_name(&s)),
+                    _ => None,
+                };
+                (left, right, st.name_of.clone(), peer)
             };
-            let (left, right, names) = evaluated;
+            let (left, right, names, peer) = evaluated;
             let holds = match (&left, &right) {
                 (Ok(l), Ok(r)) => l.compare(op, r),
                 _ => false,
@@ -540,7 +561,11 @@ impl<'a> Exec<'a> {
                         value: format!("{subject}.fd is fd({subject})"),
                     },
                     Ok(_) => Outcome::Observed {
-                        value: format!("{subject}.{} is {}", property.name(), shown(&left)),
+                        value: format!(
+                            "{subject}.{} is {}",
+                            property.name(),
+                            peer.clone().unwrap_or_else(|| shown(&left))
+                        ),
                     },
                     Err(e) => Outcome::Error { errno: errno_of(e) },
                 };
@@ -558,7 +583,11 @@ impl<'a> Exec<'a> {
                     step,
                     Mismatch {
                         expected: format!("{subject}.{} {} {rhs}", property.name(), op.symbol()),
-                        actual: format!("{subject}.{} is {}", property.name(), shown(&left)),
+                        actual: format!(
+                            "{subject}.{} is {}",
+                            property.name(),
+                            peer.unwrap_or_else(|| shown(&left))
+                        ),
                         detail: None,
                     },
                 ));
@@ -647,9 +676,8 @@ impl<'a> Exec<'a> {
                 Ok(Box::pin(async move {
                     match sock::accept(&l).await {
                         Ok(s) => {
-                            let peer = s.socket().peer_addr().ok().and_then(|a| a.as_socket());
                             let mut st = shared.borrow_mut();
-                            let detail = peer.map(|p| format!("peer {}", st.addr_name(p)));
+                            let detail = st.peer_name(&s).map(|p| format!("peer {p}"));
                             st.register(&name, Rc::new(s));
                             Actual::Done(detail)
                         }
