@@ -29,6 +29,8 @@ const MAX_STATEMENT: usize = 72;
 const PREVIEW: usize = 32;
 /// How long the end of a scenario waits for the answers to its closing segments.
 const CLOSE_SETTLE: Duration = Duration::from_millis(1);
+/// The longest the end of a scenario waits for one close to reach the other end.
+const CLOSE_SETTLE_MAX: Duration = Duration::from_millis(200);
 /// The moment given to the runtime to hear from the kernel before a background statement is
 /// judged pending.
 const SETTLE: Duration = Duration::from_millis(2);
@@ -190,7 +192,18 @@ impl<'a> Exec<'a> {
         };
         let mut socks = socks;
         for name in order {
-            drop(socks.remove(&name));
+            let Some(sock) = socks.remove(&name) else { continue };
+            // If the other end is the scenario's too, let it take in this close before the next
+            // one: under load the kernel may defer loopback delivery, and two closes crossing
+            // on the wire would make the capture differ from run to run.
+            let peer = connected_peer(&sock, &socks);
+            drop(sock);
+            if let Some(peer) = peer {
+                let deadline = Instant::now() + CLOSE_SETTLE_MAX;
+                while sock::state(&peer).is_ok_and(|s| s == "ESTABLISHED") && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
         }
         if let Some(cap) = &self.capture {
             // The closing segments cross loopback at once; this pause lets the answers to them
@@ -874,6 +887,20 @@ impl std::os::fd::AsRawFd for BorrowedRaw {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.0
     }
+}
+
+/// The scenario's socket at the other end of `sock`'s connection, if there is one.
+fn connected_peer(sock: &Sock, socks: &HashMap<String, Rc<Sock>>) -> Option<Rc<Sock>> {
+    let addr = |a: io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
+    let (local, peer) = (addr(sock.socket().local_addr())?, addr(sock.socket().peer_addr())?);
+    socks
+        .values()
+        .find(|s| {
+            !s.listener
+                && addr(s.socket().local_addr()) == Some(peer)
+                && addr(s.socket().peer_addr()) == Some(local)
+        })
+        .cloned()
 }
 
 /// The buffer for one read call. A socket never holds more than its receive buffer, so past
