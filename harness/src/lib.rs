@@ -13,6 +13,7 @@ pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod script;
+pub mod servers;
 pub mod suite;
 pub mod trace;
 

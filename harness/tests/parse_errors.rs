@@ -277,3 +277,62 @@ fn a_signed_hex_escape_is_rejected() {
     let d = problems(b"listen l\nconnect c to l\nsend c \"\\x+1\"\n");
     assert_eq!(d.problems[0].message, "`\\x` needs two hex digits");
 }
+
+#[test]
+fn ranges_expand_into_one_statement_per_index() {
+    let s = parse(
+        "r.scenario",
+        "target web builtin echo\nconnect c[1..3] to web &h[1..3]\nwait h[1..3] == ok within 2s\nsend c[2] \"[1..3] stays \\\"é\\\" text\"\n".as_bytes(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let printed = s.to_string();
+    assert!(
+        printed.contains("connect c1 to web &h1\nconnect c2 to web &h2\nconnect c3 to web &h3\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("wait h3 == ok within 2s\n"), "{printed}");
+    assert!(
+        printed.contains("send c2 \"[1..3] stays \\\"\\xc3\\xa9\\\" text\"\n"),
+        "{printed}"
+    );
+    // Every expanded statement keeps its source line.
+    let lines: Vec<u32> = s
+        .steps
+        .iter()
+        .map(|st| st.origin.as_ref().map_or(0, |o| o.line))
+        .collect();
+    assert_eq!(lines, [1, 2, 2, 2, 3, 3, 3, 4]);
+
+    for (text, message) in [
+        ("connect c[3..1] to l\n", "range `[3..1]` runs backwards"),
+        (
+            "connect c[1..3] to l &h[1..4]\n",
+            "every range on a line must have the same bounds",
+        ),
+        (
+            "connect c[1..20000] to l\n",
+            "range `[1..20000]` has more than 10000 indexes",
+        ),
+    ] {
+        let d = problems(format!("listen l\n{text}").as_bytes());
+        assert_eq!(d.problems[0].message, message);
+        assert_eq!(d.position(&d.problems[0]).line, 2);
+    }
+}
+
+#[test]
+fn targets_parse_and_print() {
+    let text = "target web cmd \"./server --port {port}\" ready=2s\ntarget db at 127.0.0.1:6379\ntarget e builtin echo\n\
+        connect c to web\nexpect web running\nexpect web.fds <= 12\nstop web\nexpect web exited\nkill e\n";
+    let s = parse("t.scenario", text.as_bytes()).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(s.to_string(), text);
+    let d = problems(b"target x at 10.0.0.1:80\n");
+    assert_eq!(d.problems[0].message, "targets must be on the loopback");
+    let d = problems(b"target x builtin ecoh\n");
+    assert_eq!(d.problems[0].hint.as_deref(), Some("did you mean `echo`?"));
+    let d = problems(b"listen l\nstop l\n");
+    assert_eq!(
+        d.problems[0].message,
+        "`l` is a listener, expected a target"
+    );
+}

@@ -29,6 +29,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use sockharness::run::{RunOptions, Status};
 use sockharness::sandbox::{self, Isolation, Support};
+use sockharness::script::{Statement, TargetSource};
 use sockharness::suite::{self, Source};
 
 /// Exit status when nothing failed.
@@ -58,6 +59,18 @@ enum Command {
     Check(CheckArgs),
     /// Decode a pcap capture (tcpdump's included) into a wire trace.
     Trace(trace::TraceArgs),
+    /// Run one of the bundled example servers (echo, chat, http) until interrupted.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The server: echo, chat or http.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(sockharness::script::BUILTINS))]
+    server: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    listen: std::net::SocketAddr,
 }
 
 #[derive(clap::Args)]
@@ -87,6 +100,37 @@ struct RunArgs {
     /// Draw every scenario's capture as a ladder diagram, DIR/NAME.svg.
     #[arg(long, value_name = "DIR")]
     svg_dir: Option<PathBuf>,
+    /// Replace target NAME of every scenario: `NAME=COMMAND` (with `{port}`) or `NAME=@ADDR` for
+    /// a server already running on the loopback. Repeatable.
+    #[arg(long = "target", value_name = "NAME=COMMAND", value_parser = parse_target)]
+    targets: Vec<(String, TargetSource)>,
+}
+
+/// `NAME=COMMAND` or `NAME=@ADDR`.
+fn parse_target(s: &str) -> Result<(String, TargetSource), String> {
+    let (name, what) = s
+        .split_once('=')
+        .ok_or("expected NAME=COMMAND or NAME=@ADDR")?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("`{name}` is not a target name"));
+    }
+    let source = match what.strip_prefix('@') {
+        Some(addr) => {
+            let addr: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|_| format!("`{addr}` is not an address"))?;
+            if !addr.ip().is_loopback() {
+                return Err("targets must be on the loopback".into());
+            }
+            TargetSource::At(addr)
+        }
+        None if what.trim().is_empty() => return Err("the command is empty".into()),
+        None => TargetSource::Cmd {
+            command: what.to_string(),
+            ready: None,
+        },
+    };
+    Ok((name.to_string(), source))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,6 +189,7 @@ pub fn main() -> Result<ExitCode> {
         }
         Command::Check(args) => check(args),
         Command::Trace(args) => trace::trace(args),
+        Command::Serve(args) => serve(args),
     }
 }
 
@@ -194,15 +239,42 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     }
 }
 
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        eprintln!(
+            "{} server listening on {}",
+            args.server,
+            listener.local_addr()?
+        );
+        sockharness::servers::serve(&args.server, listener).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::from(EXIT_OK))
+}
+
 fn run(args: RunArgs) -> Result<ExitCode> {
     let mut sources = sources(&args.paths)?;
     if let Some(f) = &args.filter {
         sources.retain(|s| s.name.contains(f.as_str()) || s.path.contains(f.as_str()));
     }
-    let scenarios = match suite::parse_all(&sources) {
+    let mut scenarios = match suite::parse_all(&sources) {
         Ok(s) => s,
         Err(bad) => return Ok(report_invalid(&bad)),
     };
+    for scenario in &mut scenarios {
+        for step in &mut scenario.steps {
+            if let Statement::Target { name, source } = &mut step.statement {
+                if let Some((_, replacement)) = args.targets.iter().find(|(n, _)| n == name) {
+                    *source = replacement.clone();
+                }
+            }
+        }
+    }
     let isolation = Isolation::from(args.isolate);
     if isolation != Isolation::Never {
         if let Support::Unavailable(why) = sandbox::support() {

@@ -27,6 +27,8 @@ pub(crate) enum Actual {
     Failed(io::Error),
     /// The statement passed its deadline.
     TimedOut(Duration),
+    /// Something other than a system call went wrong (a target that never listened).
+    Broken(String),
 }
 
 impl Actual {
@@ -36,7 +38,7 @@ impl Actual {
             Actual::Done(_) | Actual::Sent { .. } | Actual::Read { .. } => true,
             // A one-call read that returns 0 succeeded: end of stream is an answer, not an error.
             Actual::Eof { data, .. } => data.is_empty(),
-            Actual::Failed(_) | Actual::TimedOut(_) => false,
+            Actual::Failed(_) | Actual::TimedOut(_) | Actual::Broken(_) => false,
         }
     }
 
@@ -58,6 +60,7 @@ impl Actual {
             }
             Actual::Failed(e) => errno_of(e),
             Actual::TimedOut(d) => format!("timed out after {}", Dur(*d)),
+            Actual::Broken(why) => why.clone(),
         }
     }
 }

@@ -13,13 +13,14 @@ use tokio::task::JoinHandle;
 
 use super::check::{check_result, errno_of, Actual, Mismatch};
 use super::sock::{self, Sock};
+use super::target::{self, Process, Target};
 use super::timing::Tolerance;
 use super::{Failure, Status};
 use crate::capture::live::LiveCapture;
 use crate::capture::{decode, Capture, LinkType};
 use crate::script::{
     preview, CompareOp, Data, Dur, Endpoint, Property, RecvMode, Scenario, SendMode, Statement,
-    Step, Value, WireMeasure,
+    Step, TargetSource, Value, WireMeasure,
 };
 use crate::trace::{Event, Outcome, Trace};
 
@@ -54,6 +55,7 @@ struct State {
     addr_of: HashMap<String, SocketAddr>,
     name_of: HashMap<SocketAddr, String>,
     closed: HashSet<String>,
+    targets: HashMap<String, Rc<RefCell<Target>>>,
     sent: HashMap<String, Vec<u8>>,
     received: HashMap<String, u64>,
 }
@@ -171,7 +173,11 @@ impl<'a> Exec<'a> {
             .map(|c| tokio::task::spawn_local(drain_continuously(c)));
         let mut status = Status::Passed;
         for step in &self.scenario.steps {
-            if let Err(f) = self.step(step).await {
+            if let Err(f) = self
+                .step(step)
+                .await
+                .and_then(|()| self.check_targets(step))
+            {
                 status = Status::Failed(f);
                 break;
             }
@@ -192,7 +198,9 @@ impl<'a> Exec<'a> {
         };
         let mut socks = socks;
         for name in order {
-            let Some(sock) = socks.remove(&name) else { continue };
+            let Some(sock) = socks.remove(&name) else {
+                continue;
+            };
             // If the other end is the scenario's too, let it take in this close before the next
             // one: under load the kernel may defer loopback delivery, and two closes crossing
             // on the wire would make the capture differ from run to run.
@@ -200,11 +208,35 @@ impl<'a> Exec<'a> {
             drop(sock);
             if let Some(peer) = peer {
                 let deadline = Instant::now() + CLOSE_SETTLE_MAX;
-                while sock::state(&peer).is_ok_and(|s| s == "ESTABLISHED") && Instant::now() < deadline {
+                while sock::state(&peer).is_ok_and(|s| s == "ESTABLISHED")
+                    && Instant::now() < deadline
+                {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
         }
+        // Servers go last, after their clients have closed, and never outlive the scenario.
+        let targets: Vec<_> = self.state.borrow_mut().targets.drain().collect();
+        for (name, t) in &targets {
+            if let Target::Process(p) = &mut *t.borrow_mut() {
+                p.terminate(target::TERM_GRACE);
+                if let Status::Failed(f) = &mut status {
+                    let tail = p.output_tail(20);
+                    let shown = f
+                        .detail
+                        .as_ref()
+                        .is_some_and(|d| d.contains(&format!("output of {name} ")));
+                    if !tail.is_empty() && !shown {
+                        let d = f.detail.get_or_insert_with(String::new);
+                        if !d.is_empty() {
+                            d.push('\n');
+                        }
+                        d.push_str(&format!("output of {name} (last lines):\n{tail}"));
+                    }
+                }
+            }
+        }
+        drop(targets);
         if let Some(cap) = &self.capture {
             // The closing segments cross loopback at once; this pause lets the answers to them
             // (a FIN's ACK, a RST) be captured too.
@@ -268,6 +300,9 @@ impl<'a> Exec<'a> {
                     .expect_property(step, subject, *property, *op, value)
                     .await
             }
+            Statement::ExpectTarget { target, running } => {
+                return self.expect_target(step, target, *running).await
+            }
             Statement::ExpectWire {
                 from,
                 to,
@@ -279,7 +314,8 @@ impl<'a> Exec<'a> {
         }
         // `sleep` is deliberate waiting, not a blocking call: the deadline does not apply.
         let deadline = match step.statement {
-            Statement::Sleep { .. } => None,
+            // A target's start is bounded by its own `ready=`.
+            Statement::Sleep { .. } | Statement::Target { .. } => None,
             _ => Some(at + self.timeout),
         };
         let timeout = self.timeout;
@@ -451,6 +487,89 @@ impl<'a> Exec<'a> {
         bg.checked_pending = true;
         self.record(step, Outcome::Pending, at, at.elapsed());
         Ok(())
+    }
+
+    /// Fails at `step` if a target process exited without the script stopping it.
+    fn check_targets(&self, step: &Step) -> Result<(), Failure> {
+        let st = self.state.borrow();
+        let mut names: Vec<_> = st.targets.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let Some(t) = st.targets.get(&name) else {
+                continue;
+            };
+            let mut t = t.borrow_mut();
+            let Target::Process(p) = &mut *t else {
+                continue;
+            };
+            if p.ended_by_script {
+                continue;
+            }
+            if let Some(status) = p.exited() {
+                let tail = p.output_tail(20);
+                return Err(self.fail(
+                    step,
+                    Mismatch {
+                        expected: format!("target {name} running"),
+                        actual: format!("{name} exited ({status}) during this statement"),
+                        detail: (!tail.is_empty())
+                            .then(|| format!("output of {name} (last lines):\n{tail}")),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn expect_target(
+        &mut self,
+        step: &Step,
+        name: &str,
+        running: bool,
+    ) -> Result<(), Failure> {
+        let at = Instant::now();
+        let settle = self.tolerance.slack(Duration::ZERO).min(self.timeout);
+        loop {
+            let state = self
+                .state
+                .borrow()
+                .targets
+                .get(name)
+                .map(|t| t.borrow_mut().is_running());
+            let now_running = state.unwrap_or(false);
+            if now_running == running || at.elapsed() >= settle {
+                let value = format!(
+                    "{name} is {}",
+                    if now_running { "running" } else { "exited" }
+                );
+                self.record(
+                    step,
+                    Outcome::Observed {
+                        value: value.clone(),
+                    },
+                    at,
+                    at.elapsed(),
+                );
+                if now_running == running {
+                    // The script has seen it exit: that exit is expected from now on.
+                    if let Some(t) = self.state.borrow().targets.get(name) {
+                        if let Target::Process(p) = &mut *t.borrow_mut() {
+                            p.ended_by_script |= !running;
+                        }
+                    }
+                    return Ok(());
+                }
+                return Err(self.fail(
+                    step,
+                    Mismatch {
+                        expected: format!("{name} {}", if running { "running" } else { "exited" }),
+                        actual: value,
+                        detail: None,
+                    },
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     async fn expect_wire(
@@ -835,11 +954,113 @@ impl<'a> Exec<'a> {
                     Actual::Done(None)
                 }))
             }
+            Statement::Target { name, source } => self.start_target(name, source),
+            Statement::Stop { target } | Statement::Kill { target } => {
+                let signal = if matches!(statement, Statement::Stop { .. }) {
+                    libc::SIGTERM
+                } else {
+                    libc::SIGKILL
+                };
+                let t = shared.borrow().targets.get(target).cloned();
+                let Some(t) = t else {
+                    return Err(Actual::Failed(io::Error::from_raw_os_error(libc::EBADF)));
+                };
+                let process = match &mut *t.borrow_mut() {
+                    Target::Process(p) => {
+                        p.ended_by_script = true;
+                        p.signal(signal);
+                        true
+                    }
+                    Target::Builtin(task) => {
+                        if let Some(task) = task.take() {
+                            task.abort();
+                        }
+                        false
+                    }
+                    Target::At => {
+                        return Err(Actual::Broken(format!(
+                            "{target} was not started by this scenario, so it cannot be stopped"
+                        )))
+                    }
+                };
+                if !process {
+                    return done(Ok(()));
+                }
+                Ok(Box::pin(async move {
+                    while t.borrow_mut().is_running() {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Actual::Done(None)
+                }))
+            }
             Statement::Wait { .. }
             | Statement::ExpectPending { .. }
             | Statement::ExpectProperty { .. }
-            | Statement::ExpectWire { .. } => {
+            | Statement::ExpectWire { .. }
+            | Statement::ExpectTarget { .. } => {
                 unreachable!("handled by Exec::step before start() is called")
+            }
+        }
+    }
+
+    /// Starts a target; the part that may block waits for it to listen.
+    fn start_target(&mut self, name: &str, source: &TargetSource) -> Result<LocalFuture, Actual> {
+        let shared = self.state.clone();
+        let register = |addr: SocketAddr, t: Target| {
+            let mut st = shared.borrow_mut();
+            st.addr_of.insert(name.to_string(), addr);
+            st.name_of.insert(addr, name.to_string());
+            let t = Rc::new(RefCell::new(t));
+            st.targets.insert(name.to_string(), t.clone());
+            t
+        };
+        match source {
+            TargetSource::At(addr) => {
+                register(*addr, Target::At);
+                Ok(Box::pin(async { Actual::Done(None) }))
+            }
+            TargetSource::Builtin(server) => {
+                let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .map_err(Actual::Failed)?;
+                let addr = listener.local_addr().map_err(Actual::Failed)?;
+                let server = server.clone();
+                let task = tokio::task::spawn_local(async move {
+                    crate::servers::serve(&server, listener).await
+                });
+                register(addr, Target::Builtin(Some(task)));
+                Ok(Box::pin(async { Actual::Done(None) }))
+            }
+            TargetSource::Cmd { command, ready } => {
+                let port = target::free_port().map_err(Actual::Failed)?;
+                let process = Process::spawn(command, port).map_err(Actual::Failed)?;
+                let t = register(target::cmd_addr(port), Target::Process(process));
+                let ready = ready.unwrap_or(target::DEFAULT_READY);
+                let name = name.to_string();
+                Ok(Box::pin(async move {
+                    let start = Instant::now();
+                    loop {
+                        if target::listening(port) {
+                            return Actual::Done(Some("listening".into()));
+                        }
+                        if let Target::Process(p) = &mut *t.borrow_mut() {
+                            if let Some(status) = p.exited() {
+                                p.ended_by_script = true;
+                                return Actual::Broken(format!(
+                                    "{name} exited ({status}) before it listened on its port"
+                                ));
+                            }
+                        }
+                        if start.elapsed() >= ready {
+                            return Actual::Broken(format!(
+                                "{name} did not listen on its port within {}",
+                                Dur(ready)
+                            ));
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }))
             }
         }
     }
@@ -892,7 +1113,10 @@ impl std::os::fd::AsRawFd for BorrowedRaw {
 /// The scenario's socket at the other end of `sock`'s connection, if there is one.
 fn connected_peer(sock: &Sock, socks: &HashMap<String, Rc<Sock>>) -> Option<Rc<Sock>> {
     let addr = |a: io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
-    let (local, peer) = (addr(sock.socket().local_addr())?, addr(sock.socket().peer_addr())?);
+    let (local, peer) = (
+        addr(sock.socket().local_addr())?,
+        addr(sock.socket().peer_addr())?,
+    );
     socks
         .values()
         .find(|s| {
@@ -1043,6 +1267,13 @@ impl Prop {
 }
 
 fn property_value(st: &State, name: &str, p: Property) -> io::Result<Prop> {
+    if p == Property::Fds {
+        return match st.targets.get(name).map(|t| t.borrow().fds()) {
+            Some(Ok(n)) => Ok(Prop::Num(n)),
+            Some(Err(e)) => Err(e),
+            None => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+    }
     let s = match st.sock(name) {
         Ok(s) => s,
         Err(_) if p == Property::State && st.closed.contains(name) => {
@@ -1091,6 +1322,9 @@ fn outcome_of(actual: &Actual) -> Outcome {
         },
         Actual::Failed(e) => Outcome::Error { errno: errno_of(e) },
         Actual::TimedOut(d) => Outcome::TimedOut { after: *d },
+        Actual::Broken(message) => Outcome::Problem {
+            message: message.clone(),
+        },
     }
 }
 

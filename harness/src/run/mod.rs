@@ -8,6 +8,7 @@
 mod check;
 mod exec;
 mod sock;
+mod target;
 mod timing;
 
 use std::cell::RefCell;
@@ -23,7 +24,7 @@ pub use timing::{
 use crate::capture::live::LiveCapture;
 use crate::capture::{decode, Capture, LinkType, RenderOptions, WireTrace};
 use crate::sandbox::{self, Isolation, SandboxError, Support};
-use crate::script::{Scenario, Statement};
+use crate::script::{Scenario, Statement, TargetSource};
 use crate::trace::Trace;
 
 /// Why a scenario failed: the first expectation that did not hold.
@@ -146,6 +147,21 @@ pub fn run(scenario: &Scenario) -> ScenarioRun {
 pub fn run_with(scenario: &Scenario, opts: &RunOptions) -> ScenarioRun {
     let started = Instant::now();
     let needs = needs_isolation(scenario);
+    if let Some(addr) = host_target(scenario) {
+        // A server already running on the host's loopback is out of reach of a private
+        // namespace: such a scenario runs on the host loopback, without capture.
+        if let Some(what) = needs {
+            return ScenarioRun::ended(
+                Status::Skipped(format!("{what} needs a private network namespace, but `target ... at {addr}` is on the host loopback")),
+                started,
+            );
+        }
+        let mut r = run_here(scenario, None, started);
+        r.capture_note = Some(format!(
+            "capture off: the target at {addr} is on the host loopback"
+        ));
+        return r;
+    }
     let unavailable = match (opts.isolation, sandbox::support()) {
         (Isolation::Never, _) => Some("isolation is off (--isolate never)".to_string()),
         (_, Support::Unavailable(why)) => Some(why.clone()),
@@ -347,6 +363,17 @@ fn needs_isolation(scenario: &Scenario) -> Option<String> {
     }
     uses_wire(scenario)
         .then(|| "`expect wire` (a capture of the scenario's own traffic)".to_string())
+}
+
+/// The address of a `target ... at` in the scenario, if any.
+fn host_target(scenario: &Scenario) -> Option<SocketAddr> {
+    scenario.steps.iter().find_map(|s| match &s.statement {
+        Statement::Target {
+            source: TargetSource::At(addr),
+            ..
+        } => Some(*addr),
+        _ => None,
+    })
 }
 
 fn uses_wire(scenario: &Scenario) -> bool {

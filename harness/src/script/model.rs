@@ -160,6 +160,31 @@ pub enum Statement {
         /// The value compared against.
         value: Value,
     },
+    /// `target T cmd "COMMAND" [ready=DUR]`, `target T at ADDR` or `target T builtin NAME`
+    /// (extension): the server under test.
+    Target {
+        /// The target's name.
+        name: String,
+        /// Where the server comes from.
+        source: TargetSource,
+    },
+    /// `expect T running` or `expect T exited` (extension).
+    ExpectTarget {
+        /// The target.
+        target: String,
+        /// True for `running`, false for `exited`.
+        running: bool,
+    },
+    /// `stop T`: SIGTERM, then wait for it to exit (extension).
+    Stop {
+        /// The target.
+        target: String,
+    },
+    /// `kill T`: SIGKILL (extension).
+    Kill {
+        /// The target.
+        target: String,
+    },
     /// `expect wire A -> B count FLAGS OP N` or `expect wire A -> B bytes OP N` (extension):
     /// a check on the captured segments from A to B.
     ExpectWire {
@@ -175,6 +200,25 @@ pub enum Statement {
         value: u64,
     },
 }
+
+/// Where a target's server comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSource {
+    /// A command started inside the scenario's namespace; `{port}` and `$PORT` give it its port.
+    Cmd {
+        /// The shell command.
+        command: String,
+        /// How long it may take to listen; `None` means the default (5s).
+        ready: Option<Duration>,
+    },
+    /// A server that is already running (loopback only).
+    At(SocketAddr),
+    /// One of the bundled example servers: `echo`, `chat`, `http`.
+    Builtin(String),
+}
+
+/// The bundled example servers, by name.
+pub const BUILTINS: [&str; 3] = ["echo", "chat", "http"];
 
 /// What an `expect wire` statement measures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,11 +375,13 @@ pub enum Property {
     Unread,
     /// Bytes in the send queue not yet acknowledged.
     Unsent,
+    /// A target's open file descriptors (extension).
+    Fds,
 }
 
 impl Property {
     /// Every property, in documentation order.
-    pub const ALL: [Property; 7] = [
+    pub const ALL: [Property; 8] = [
         Property::Peer,
         Property::Local,
         Property::Fd,
@@ -343,6 +389,7 @@ impl Property {
         Property::Queued,
         Property::Unread,
         Property::Unsent,
+        Property::Fds,
     ];
 
     /// The property's name in the language.
@@ -355,6 +402,7 @@ impl Property {
             Property::Queued => "queued",
             Property::Unread => "unread",
             Property::Unsent => "unsent",
+            Property::Fds => "fds",
         }
     }
 
@@ -362,7 +410,7 @@ impl Property {
     pub fn is_numeric(self) -> bool {
         matches!(
             self,
-            Property::Fd | Property::Queued | Property::Unread | Property::Unsent
+            Property::Fd | Property::Queued | Property::Unread | Property::Unsent | Property::Fds
         )
     }
 }

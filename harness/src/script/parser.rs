@@ -31,6 +31,9 @@ const KEYWORDS: &[&str] = &[
     "sleep",
     "wait",
     "expect",
+    "target",
+    "stop",
+    "kill",
 ];
 
 const OPTIONS: &[&str] = &[
@@ -97,48 +100,59 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
             }
             continue;
         }
-        let tokens = match lex_line(line, base) {
-            Ok(t) => t,
-            Err(p) => {
-                problems.push(p);
+        // `c[1..3]` expands the line into one statement per index.
+        let variants = match expand_ranges(line) {
+            Ok(None) => vec![line.to_string()],
+            Ok(Some(v)) => v,
+            Err(message) => {
+                problems.push(Problem::new(base..base + line.len().max(1), message));
                 continue;
             }
         };
-        if tokens.is_empty() {
-            continue;
-        }
-        let mut p = LineParser {
-            toks: &tokens,
-            pos: 0,
-            eol: base + line.trim_end().len(),
-        };
-        let lineno = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        match p.line_item() {
-            Ok(Item::Timeout(d, span)) => {
-                if std::mem::replace(&mut seen_timeout, true) {
-                    problems.push(Problem::new(span, "`timeout` is set twice"));
+        for line in variants.iter().map(String::as_str) {
+            let tokens = match lex_line(line, base) {
+                Ok(t) => t,
+                Err(p) => {
+                    problems.push(p);
+                    continue;
                 }
-                scenario.settings.timeout = Some(d);
+            };
+            if tokens.is_empty() {
+                continue;
             }
-            Ok(Item::Tolerance(d, span)) => {
-                if std::mem::replace(&mut seen_tolerance, true) {
-                    problems.push(Problem::new(span, "`tolerance` is set twice"));
+            let mut p = LineParser {
+                toks: &tokens,
+                pos: 0,
+                eol: base + line.trim_end().len(),
+            };
+            let lineno = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            match p.line_item() {
+                Ok(Item::Timeout(d, span)) => {
+                    if std::mem::replace(&mut seen_timeout, true) {
+                        problems.push(Problem::new(span, "`timeout` is set twice"));
+                    }
+                    scenario.settings.timeout = Some(d);
                 }
-                scenario.settings.tolerance = Some(d);
-            }
-            Ok(Item::Step(mut ps)) => {
-                let first = tokens[0].span.start - base;
-                let last = tokens[tokens.len() - 1].span.end - base;
-                let text = line[first..last].to_string();
-                ps.step.origin = Some(Origin { line: lineno, text });
-                parsed.push(*ps);
-            }
-            Err(p) => {
-                problems.push(p);
-                maybe_defined.extend(tokens.iter().skip(1).filter_map(|t| match &t.tok {
-                    Tok::Ident(s) => Some(s.clone()),
-                    _ => None,
-                }));
+                Ok(Item::Tolerance(d, span)) => {
+                    if std::mem::replace(&mut seen_tolerance, true) {
+                        problems.push(Problem::new(span, "`tolerance` is set twice"));
+                    }
+                    scenario.settings.tolerance = Some(d);
+                }
+                Ok(Item::Step(mut ps)) => {
+                    let first = tokens[0].span.start - base;
+                    let last = tokens[tokens.len() - 1].span.end - base;
+                    let text = line[first..last].to_string();
+                    ps.step.origin = Some(Origin { line: lineno, text });
+                    parsed.push(*ps);
+                }
+                Err(p) => {
+                    problems.push(p);
+                    maybe_defined.extend(tokens.iter().skip(1).filter_map(|t| match &t.tok {
+                        Tok::Ident(s) => Some(s.clone()),
+                        _ => None,
+                    }));
+                }
             }
         }
     }
@@ -493,6 +507,65 @@ impl LineParser<'_> {
                 names.push(NameRef::uses(handle.clone(), s, &[Kind::Handle]));
                 Statement::Wait { handle }
             }
+            "target" => {
+                let (name, nspan) = self.name("a target name")?;
+                names.push(NameRef::def(name.clone(), nspan, Kind::Target));
+                let source = if self.eat_ident("cmd") {
+                    let command = match self.peek().cloned() {
+                        Some(Tok::Str(b)) => {
+                            self.pos += 1;
+                            String::from_utf8(b).map_err(|_| {
+                                Problem::new(self.prev_span(), "the command is not UTF-8")
+                            })?
+                        }
+                        _ => {
+                            return Err(self
+                                .error("the command as a string: cmd \"./server --port {port}\""))
+                        }
+                    };
+                    let ready = if self.eat_ident("ready") {
+                        self.punct("=")?;
+                        Some(self.duration()?)
+                    } else {
+                        None
+                    };
+                    TargetSource::Cmd { command, ready }
+                } else if self.eat_ident("at") {
+                    let Some(Tok::Addr(text)) = self.peek().cloned() else {
+                        return Err(self.error("an address such as `127.0.0.1:8080`"));
+                    };
+                    self.pos += 1;
+                    let addr: SocketAddr = text.parse().map_err(|_| {
+                        Problem::new(self.prev_span(), format!("`{text}` is not an address"))
+                    })?;
+                    if !addr.ip().is_loopback() {
+                        return Err(Problem::new(
+                            self.prev_span(),
+                            "targets must be on the loopback",
+                        )
+                        .hint("sockharness sends traffic only to loopback addresses"));
+                    }
+                    TargetSource::At(addr)
+                } else if self.eat_ident("builtin") {
+                    let (b, bspan) = self.name("a builtin server: echo, chat or http")?;
+                    if !BUILTINS.contains(&b.as_str()) {
+                        return Err(unknown(&b, bspan, &BUILTINS, "builtin server"));
+                    }
+                    TargetSource::Builtin(b)
+                } else {
+                    return Err(self.error("`cmd`, `at` or `builtin`"));
+                };
+                Statement::Target { name, source }
+            }
+            "stop" | "kill" => {
+                let (target, tspan) = self.name("a target name")?;
+                names.push(NameRef::uses(target.clone(), tspan, &[Kind::Target]));
+                if word == "stop" {
+                    Statement::Stop { target }
+                } else {
+                    Statement::Kill { target }
+                }
+            }
             "expect" => {
                 let statement = self.expect_statement(&mut names)?;
                 self.end()?;
@@ -553,7 +626,7 @@ impl LineParser<'_> {
                 names.push(NameRef::uses(
                     n.clone(),
                     span,
-                    &[Kind::Listener, Kind::Socket],
+                    &[Kind::Listener, Kind::Socket, Kind::Target],
                 ));
                 Ok(Endpoint::Name(n))
             }
@@ -717,6 +790,17 @@ impl LineParser<'_> {
             return self.expect_wire(names);
         }
         let (subject, span) = self.name("a handle, socket or listener")?;
+        if self.at_ident("running") || self.at_ident("exited") {
+            let running = self.eat_ident("running");
+            if !running {
+                self.pos += 1;
+            }
+            names.push(NameRef::uses(subject.clone(), span, &[Kind::Target]));
+            return Ok(Statement::ExpectTarget {
+                target: subject,
+                running,
+            });
+        }
         if self.eat_ident("pending") {
             names.push(NameRef::uses(subject.clone(), span, &[Kind::Handle]));
             let duration = if self.eat_ident("for") {
@@ -737,6 +821,7 @@ impl LineParser<'_> {
         let kinds: &'static [Kind] = match property {
             Property::Queued => &[Kind::Listener],
             Property::Peer | Property::Unread | Property::Unsent => &[Kind::Socket],
+            Property::Fds => &[Kind::Target],
             _ => &[Kind::Socket, Kind::Listener],
         };
         names.push(NameRef::uses(subject.clone(), span, kinds));
@@ -892,6 +977,104 @@ impl LineParser<'_> {
             .find(|q| q.name() == p)
             .ok_or_else(|| unknown(&p, span, &Property::ALL.map(Property::name), "property"))
     }
+}
+
+/// The most statements one range may expand to.
+const MAX_RANGE: u64 = 10_000;
+
+/// Expands `NAME[a..b]` (and `NAME[i]`) into one line per index, every range on the line taking
+/// the same index: `connect c[1..3] to web &h[1..3]` becomes `connect c1 to web &h1`, ... `None`
+/// when the line has no range.
+fn expand_ranges(line: &str) -> Result<Option<Vec<String>>, String> {
+    // Pieces of the line: literal text, and ranges (name kept in the text before them).
+    let mut pieces: Vec<(String, Option<(u64, u64)>)> = vec![(String::new(), None)];
+    let bytes = line.as_bytes();
+    let (mut i, mut in_string, mut found) = (0, false, false);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if in_string {
+            if c == b'\\' {
+                // The escaped character, whatever its width, cannot end the string.
+                let escaped: String = line[i..].chars().take(2).collect();
+                if let Some(p) = pieces.last_mut() {
+                    p.0.push_str(&escaped);
+                }
+                i += escaped.len();
+                continue;
+            }
+            in_string = c != b'"';
+        } else if c == b'"' {
+            in_string = true;
+        } else if c == b'#' {
+            if let Some(p) = pieces.last_mut() {
+                p.0.push_str(&line[i..]);
+            }
+            break;
+        } else if c == b'['
+            && i > 0
+            && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_')
+        {
+            if let Some(close) = line[i..].find(']') {
+                let inner = &line[i + 1..i + close];
+                let number = |s: &str| s.trim().parse::<u64>().ok();
+                let range = match inner.split_once("..") {
+                    Some((a, b)) => number(a).zip(number(b)),
+                    None => number(inner).map(|n| (n, n)),
+                };
+                if let Some((a, b)) = range {
+                    if b < a {
+                        return Err(format!("range `[{inner}]` runs backwards"));
+                    }
+                    if b - a >= MAX_RANGE {
+                        return Err(format!(
+                            "range `[{inner}]` has more than {MAX_RANGE} indexes"
+                        ));
+                    }
+                    pieces.push((String::new(), Some((a, b))));
+                    pieces.push((String::new(), None));
+                    found = true;
+                    i += close + 1;
+                    continue;
+                }
+            }
+        }
+        let ch = line[i..].chars().next().unwrap_or(' ');
+        if let Some(p) = pieces.last_mut() {
+            p.0.push(ch);
+        }
+        i += ch.len_utf8();
+    }
+    if !found {
+        return Ok(None);
+    }
+    let spans: Vec<(u64, u64)> = pieces
+        .iter()
+        .filter_map(|p| p.1)
+        .filter(|(a, b)| a != b)
+        .collect();
+    let (a, b) = match spans.first() {
+        Some(first) => {
+            if spans.iter().any(|s| s != first) {
+                return Err("every range on a line must have the same bounds".into());
+            }
+            *first
+        }
+        None => (0, 0),
+    };
+    Ok(Some(
+        (a..=b)
+            .map(|k| {
+                pieces
+                    .iter()
+                    .map(|(text, range)| match range {
+                        Some((x, y)) if x == y => x.to_string(),
+                        Some(_) => k.to_string(),
+                        None => text.clone(),
+                    })
+                    .collect()
+            })
+            .collect(),
+    ))
 }
 
 /// `sysctl KEY=VALUE`: `None` when the line is something else. The value runs to the end of the

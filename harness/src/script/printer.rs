@@ -243,6 +243,26 @@ impl Display for Statement {
                     None => Ok(()),
                 }
             }
+            Statement::Target { name, source } => match source {
+                TargetSource::Cmd { command, ready } => {
+                    write!(f, "target {name} cmd \"{}\"", escape(command.as_bytes()))?;
+                    match ready {
+                        Some(d) => write!(f, " ready={}", Dur(*d)),
+                        None => Ok(()),
+                    }
+                }
+                TargetSource::At(addr) => write!(f, "target {name} at {addr}"),
+                TargetSource::Builtin(b) => write!(f, "target {name} builtin {b}"),
+            },
+            Statement::ExpectTarget { target, running } => {
+                write!(
+                    f,
+                    "expect {target} {}",
+                    if *running { "running" } else { "exited" }
+                )
+            }
+            Statement::Stop { target } => write!(f, "stop {target}"),
+            Statement::Kill { target } => write!(f, "kill {target}"),
             Statement::ExpectWire {
                 from,
                 to,

@@ -14,6 +14,7 @@ pub(crate) enum Kind {
     Listener,
     Socket,
     Handle,
+    Target,
 }
 
 impl Kind {
@@ -22,6 +23,7 @@ impl Kind {
             Kind::Listener => "a listener",
             Kind::Socket => "a socket",
             Kind::Handle => "a background handle",
+            Kind::Target => "a target",
         }
     }
 }
@@ -98,7 +100,11 @@ fn verb(statement: &Statement) -> &'static str {
         Statement::Wait { .. } => "wait",
         Statement::ExpectPending { .. }
         | Statement::ExpectProperty { .. }
-        | Statement::ExpectWire { .. } => "expect",
+        | Statement::ExpectWire { .. }
+        | Statement::ExpectTarget { .. } => "expect",
+        Statement::Target { .. } => "target",
+        Statement::Stop { .. } => "stop",
+        Statement::Kill { .. } => "kill",
     }
 }
 

@@ -92,6 +92,11 @@ pub enum Outcome {
     },
     /// The statement was not run because an earlier expectation failed.
     Skipped,
+    /// Something other than a system call went wrong.
+    Problem {
+        /// What.
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -123,6 +128,7 @@ impl Outcome {
             Outcome::Pending => "pending".into(),
             Outcome::Observed { value } => value.clone(),
             Outcome::Skipped => "not run".into(),
+            Outcome::Problem { message } => message.clone(),
         }
     }
 }

@@ -1,0 +1,199 @@
+//! Servers under test: processes started inside the scenario's namespace, and their lifecycle.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+/// Output kept per target: the tail is what a failure report needs.
+const KEEP_OUTPUT: usize = 64 * 1024;
+/// How long a `cmd` target may take to listen when the scenario does not say (`ready=`).
+pub(crate) const DEFAULT_READY: Duration = Duration::from_secs(5);
+/// How long a target gets between SIGTERM and SIGKILL at the end of a scenario.
+pub(crate) const TERM_GRACE: Duration = Duration::from_secs(1);
+
+/// A target of the scenario.
+pub(crate) enum Target {
+    /// A process started by `target T cmd`.
+    Process(Process),
+    /// A bundled server running as tasks of the scenario's runtime.
+    Builtin(Option<JoinHandle<()>>),
+    /// A server already running somewhere on the loopback.
+    At,
+}
+
+impl Target {
+    /// Whether the server is still there (a server `at` an address is assumed to be).
+    pub(crate) fn is_running(&mut self) -> bool {
+        match self {
+            Target::Process(p) => p.exited().is_none(),
+            Target::Builtin(task) => task.as_ref().is_some_and(|t| !t.is_finished()),
+            Target::At => true,
+        }
+    }
+
+    /// Open descriptors of a process target.
+    pub(crate) fn fds(&self) -> io::Result<u64> {
+        match self {
+            Target::Process(p) => p.fds(),
+            _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
+}
+
+/// A server process and what it printed.
+pub(crate) struct Process {
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+    status: Option<ExitStatus>,
+    /// True once the script stopped or killed it: its exit is then expected.
+    pub(crate) ended_by_script: bool,
+}
+
+/// A port on 127.0.0.1 nobody listens on now, for a target to use.
+pub(crate) fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+impl Process {
+    /// Starts `command` through `sh -c` with `{port}` replaced and `PORT` set, in its own process
+    /// group (so that stopping it stops what it started), output collected.
+    pub(crate) fn spawn(command: &str, port: u16) -> io::Result<Process> {
+        let command = command.replace("{port}", &port.to_string());
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()?;
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            // The readers end when the process (and anything holding its pipes) is gone.
+            std::thread::spawn(move || collect(stream, &output));
+        }
+        Ok(Process {
+            child,
+            output,
+            status: None,
+            ended_by_script: false,
+        })
+    }
+
+    /// The exit status, once it has exited.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Signals the whole process group.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
+        if self.status.is_some() {
+            return;
+        }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill has no memory preconditions; a negative pid names the group.
+            unsafe { libc::kill(-pid, signal) };
+        }
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; waits until it is gone.
+    pub(crate) fn terminate(&mut self, grace: Duration) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while self.exited().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.exited().is_none() {
+            self.signal(libc::SIGKILL);
+            self.status = self.child.wait().ok();
+        }
+    }
+
+    /// Open file descriptors (Linux `/proc`).
+    pub(crate) fn fds(&self) -> io::Result<u64> {
+        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))?.count() as u64)
+    }
+
+    /// The last `lines` lines it printed.
+    pub(crate) fn output_tail(&self, lines: usize) -> String {
+        let out = self
+            .output
+            .lock()
+            .map(|o| String::from_utf8_lossy(&o).into_owned())
+            .unwrap_or_default();
+        let all: Vec<&str> = out.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // No server outlives its scenario, whatever path the scenario ended by.
+        if self.exited().is_none() {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn collect(mut stream: Box<dyn Read + Send>, output: &Mutex<Vec<u8>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if let Ok(mut out) = output.lock() {
+            out.extend_from_slice(&buf[..n]);
+            if out.len() > KEEP_OUTPUT {
+                let cut = out.len() - KEEP_OUTPUT;
+                out.drain(..cut);
+            }
+        }
+    }
+}
+
+/// Whether something listens on `port` in the calling thread's network namespace, read from
+/// `/proc/thread-self/net/tcp{,6}`: no probe connection, so the server sees nothing.
+pub(crate) fn listening(port: u16) -> bool {
+    ["tcp", "tcp6"].iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/thread-self/net/{f}")).is_ok_and(|table| {
+            table.lines().skip(1).any(|line| {
+                let mut cols = line.split_whitespace().skip(1);
+                let local = cols.next().unwrap_or("");
+                let state = cols.nth(1).unwrap_or("");
+                state == "0A"
+                    && local
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                        == Some(port)
+            })
+        })
+    })
+}
+
+/// The address a `cmd` target listens on.
+pub(crate) fn cmd_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}

@@ -1,0 +1,96 @@
+//! Servers under test: builtin servers, processes started by `target T cmd`, their crashes and
+//! their cleanup, and ranges of statements.
+
+mod util;
+
+use std::path::Path;
+
+use sockharness::run::Status;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sockharness");
+
+#[track_caller]
+fn passes(text: &str) -> sockharness::run::ScenarioRun {
+    let r = util::run_text(text);
+    assert_eq!(r.status, Status::Passed, "{}", r.trace.render());
+    r
+}
+
+#[track_caller]
+fn fails_at(text: &str, line: u32) -> sockharness::run::Failure {
+    let r = util::run_text(text);
+    let Status::Failed(f) = r.status else {
+        panic!("expected a failure:\n{}", r.trace.render())
+    };
+    assert_eq!(f.line, line, "{f:?}");
+    f
+}
+
+#[test]
+fn builtin_servers_serve_many_clients() {
+    passes(
+        "target web builtin echo\nconnect c[1..20] to web &h[1..20]\nwait h[1..20] == ok within 2s\n\
+         send c[1..20] pattern(10KiB) chunk=999\nrecv c[1..20] exact 10KiB == sent(c[1..20])\n",
+    );
+    passes(
+        "target room builtin chat\nconnect a to room\nconnect b to room\nconnect c to room\nsleep 20ms\n\
+         send a \"hel\"\nsend a \"lo\\n\" \nrecv b until \"\\n\" == \"hello\\n\"\nrecv c until \"\\n\" == \"hello\\n\"\n\
+         recv a 16 nowait == EAGAIN\n",
+    );
+    passes(
+        "target web builtin http\nconnect c to web\n\
+         send c \"POST /a HTTP/1.1\\r\\nContent-Length: 3\\r\\n\\r\\nabcGET /b HTTP/1.1\\r\\n\\r\\nGET /c HTTP/1.1\\r\\nConnection: close\\r\\n\\r\\n\" chunk=1\n\
+         recv c all\n",
+    );
+}
+
+#[test]
+fn a_command_target_is_started_checked_and_stopped() {
+    passes(&format!(
+        "target web cmd \"exec {BIN} serve echo --listen 127.0.0.1:{{port}}\"\nconnect c to web\nsend c \"ping\"\n\
+         recv c exact 4 == \"ping\"\nexpect web running\nexpect web.fds <= 20\nstop web\nexpect web exited\n"
+    ));
+}
+
+#[test]
+fn a_target_that_never_listens_fails_with_its_output() {
+    let f = fails_at(
+        "target t cmd \"echo about to listen; sleep 30\" ready=300ms\n",
+        1,
+    );
+    assert!(
+        f.actual.contains("did not listen on its port within 300ms"),
+        "{f:?}"
+    );
+    assert!(f.detail.unwrap_or_default().contains("about to listen"));
+}
+
+#[test]
+fn a_crash_is_reported_at_the_statement_that_notices_it() {
+    let f = fails_at(
+        &format!(
+            "target web cmd \"{BIN} serve echo --listen 127.0.0.1:{{port}} & p=$!; sleep 0.3; echo crashing; kill $p; exit 7\"\n\
+             connect c to web\nsleep 600ms\nsend c \"x\"\n"
+        ),
+        3,
+    );
+    assert!(f.actual.contains("web exited (exit status: 7)"), "{f:?}");
+    assert!(f.detail.unwrap_or_default().contains("crashing"));
+}
+
+#[test]
+fn no_server_outlives_its_scenario() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pidfile = dir.path().join("pid");
+    // The server ignores SIGTERM, so the end of the scenario has to escalate to SIGKILL.
+    let text = format!(
+        "target web cmd \"echo $$ > {}; trap '' TERM; exec {BIN} serve echo --listen 127.0.0.1:{{port}}\"\nconnect c to web\n",
+        pidfile.display()
+    );
+    passes(&text);
+    let pid = std::fs::read_to_string(&pidfile).expect("the pid was written");
+    assert!(
+        !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "process {pid} is still there"
+    );
+}
