@@ -24,6 +24,7 @@ fn transfer(c: &mut Criterion) {
         let opts = RunOptions {
             isolation: Isolation::Always,
             capture,
+            ..RunOptions::default()
         };
         group.bench_function(name, |b| {
             b.iter(|| {

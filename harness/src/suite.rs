@@ -169,8 +169,10 @@ pub fn run_all(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(sc) = scenarios.get(i) else { break };
                     // A bug in one scenario's run must not take the others down with it.
-                    let r = std::panic::catch_unwind(|| run::run_with(sc, opts))
-                        .unwrap_or_else(|_| run::ScenarioRun::panicked());
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run::run_with(sc, opts)
+                    }))
+                    .unwrap_or_else(|_| run::ScenarioRun::panicked());
                     if tx.send((i, r)).is_err() {
                         break;
                     }

@@ -288,6 +288,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let opts = RunOptions {
         isolation,
         capture: true,
+        ..RunOptions::default()
     };
     let jobs = args.jobs.map_or_else(suite::default_jobs, usize::from);
     let started = Instant::now();

@@ -15,7 +15,7 @@ use super::check::{check_result, errno_of, Actual, Mismatch};
 use super::sock::{self, Sock};
 use super::target::{self, Process, Target};
 use super::timing::Tolerance;
-use super::{Failure, Status};
+use super::{Failure, Services, Status};
 use crate::capture::live::LiveCapture;
 use crate::capture::{decode, Capture, LinkType};
 use crate::script::{
@@ -139,6 +139,7 @@ pub(crate) struct Ended {
 pub(crate) struct Exec<'a> {
     scenario: &'a Scenario,
     state: Shared,
+    services: Services,
     capture: Option<Rc<RefCell<LiveCapture>>>,
     handles: HashMap<String, Background>,
     trace: Trace,
@@ -153,11 +154,13 @@ impl<'a> Exec<'a> {
         timeout: Duration,
         tolerance: Tolerance,
         capture: Option<Rc<RefCell<LiveCapture>>>,
+        services: Services,
     ) -> Self {
         Exec {
             scenario,
             state: Shared::default(),
             capture,
+            services,
             handles: HashMap::new(),
             trace: Trace::default(),
             timeout,
@@ -1014,6 +1017,24 @@ impl<'a> Exec<'a> {
             st.targets.insert(name.to_string(), t.clone());
             t
         };
+        if let Some(service) = self.services.get(name).cloned() {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(Actual::Failed)?;
+            let addr = listener.local_addr().map_err(Actual::Failed)?;
+            let task = tokio::task::spawn_local(async move {
+                let mut connections = tokio::task::JoinSet::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    connections.spawn_local(service(stream));
+                    while connections.try_join_next().is_some() {}
+                }
+            });
+            register(addr, Target::Builtin(Some(task)));
+            return Ok(Box::pin(async {
+                Actual::Done(Some("in-process service".into()))
+            }));
+        }
         match source {
             TargetSource::At(addr) => {
                 register(*addr, Target::At);

@@ -13,8 +13,11 @@ mod timing;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use timing::{
@@ -61,6 +64,64 @@ pub struct RunOptions {
     /// Capture the scenario's packets (only possible when isolated: the capture must see the
     /// scenario's own traffic and nothing else).
     pub capture: bool,
+    /// In-process services standing in for the scenario's targets, by target name.
+    pub services: Services,
+}
+
+/// A Rust service under test: called with every connection accepted on the target's address,
+/// inside the scenario's runtime (so the future need not be `Send`).
+pub type Service =
+    Arc<dyn Fn(tokio::net::TcpStream) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+
+/// In-process services by target name: `target web ...` in a scenario is served by the service
+/// registered as `web`, whatever the statement says, and no process is started.
+///
+/// ```
+/// use sockharness::run::{run_with, RunOptions, Services, Status};
+/// use sockharness::script::parse;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// // The crate's own service: upper-cases what it reads.
+/// let services = Services::default().with("app", |mut stream: tokio::net::TcpStream| async move {
+///     let mut buf = [0u8; 1024];
+///     while let Ok(n) = stream.read(&mut buf).await {
+///         if n == 0 || stream.write_all(&buf[..n].to_ascii_uppercase()).await.is_err() {
+///             break;
+///         }
+///     }
+/// });
+/// let scenario = parse("app.scenario", b"target app builtin echo\nconnect c to app\n\
+///     send c \"hi\" chunk=1\nrecv c exact 2 == \"HI\"\n").unwrap();
+/// let result = run_with(&scenario, &RunOptions { services, ..RunOptions::default() });
+/// assert_eq!(result.status, Status::Passed);
+/// ```
+#[derive(Clone, Default)]
+pub struct Services(Vec<(String, Service)>);
+
+impl Services {
+    /// Adds a service for target `name`.
+    pub fn with<F, Fut>(mut self, name: &str, service: F) -> Services
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let service: Service = Arc::new(move |stream| Box::pin(service(stream)));
+        self.0.push((name.to_string(), service));
+        self
+    }
+
+    /// The service for target `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<&Service> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
+    }
 }
 
 /// The result of running one scenario.
@@ -136,6 +197,7 @@ pub fn run(scenario: &Scenario) -> ScenarioRun {
         &RunOptions {
             isolation: Isolation::Auto,
             capture: true,
+            ..RunOptions::default()
         },
     )
 }
@@ -156,7 +218,7 @@ pub fn run_with(scenario: &Scenario, opts: &RunOptions) -> ScenarioRun {
                 started,
             );
         }
-        let mut r = run_here(scenario, None, started);
+        let mut r = run_here(scenario, opts, None, started);
         r.capture_note = Some(format!(
             "capture off: the target at {addr} is on the host loopback"
         ));
@@ -180,7 +242,7 @@ pub fn run_with(scenario: &Scenario, opts: &RunOptions) -> ScenarioRun {
                 started,
             );
         }
-        let mut r = run_here(scenario, None, started);
+        let mut r = run_here(scenario, opts, None, started);
         r.capture_note = Some(format!(
             "capture off: it needs a private network namespace ({why})"
         ));
@@ -244,7 +306,7 @@ fn run_isolated(
             );
         }
         // This thread is still in the namespace it started in.
-        let mut r = run_here(scenario, None, started);
+        let mut r = run_here(scenario, opts, None, started);
         r.capture_note = Some(format!("capture off: no private network namespace ({why})"));
         return r;
     }
@@ -287,7 +349,7 @@ fn run_isolated(
             started,
         );
     }
-    let mut r = run_here(scenario, capture, started);
+    let mut r = run_here(scenario, opts, capture, started);
     r.isolated = true;
     if r.capture_note.is_none() {
         r.capture_note = note;
@@ -296,7 +358,12 @@ fn run_isolated(
 }
 
 /// Runs on the calling thread, in whatever namespace it is in.
-fn run_here(scenario: &Scenario, capture: Option<LiveCapture>, started: Instant) -> ScenarioRun {
+fn run_here(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    capture: Option<LiveCapture>,
+    started: Instant,
+) -> ScenarioRun {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -316,7 +383,14 @@ fn run_here(scenario: &Scenario, capture: Option<LiveCapture>, started: Instant)
     let local = tokio::task::LocalSet::new();
     let ended = local.block_on(
         &runtime,
-        exec::Exec::new(scenario, timeout, tolerance, capture.clone()).run(),
+        exec::Exec::new(
+            scenario,
+            timeout,
+            tolerance,
+            capture.clone(),
+            opts.services.clone(),
+        )
+        .run(),
     );
     // Dropping the set cancels what is left (and the capture's reader) while the runtime that
     // registered them still exists.
