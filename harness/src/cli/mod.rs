@@ -61,6 +61,23 @@ enum Command {
     Trace(trace::TraceArgs),
     /// Run one of the bundled example servers (echo, chat, http) until interrupted.
     Serve(ServeArgs),
+    /// Run the fault-injecting proxy standalone, for any client and server, logging each
+    /// connection.
+    Proxy(ProxyArgs),
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// The server to forward to.
+    #[arg(long)]
+    to: std::net::SocketAddr,
+    /// A fault, as in a scenario: `up slice 1 gap 1ms`, `down delay 50ms`, `both rst after 1KiB
+    /// on conn 2`. Repeatable.
+    #[arg(long = "fault", value_name = "FAULT", value_parser = |s: &str| sockharness::script::parse_faults(s))]
+    faults: Vec<Vec<sockharness::script::Fault>>,
 }
 
 #[derive(clap::Args)]
@@ -190,6 +207,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Trace(args) => trace::trace(args),
         Command::Serve(args) => serve(args),
+        Command::Proxy(args) => proxy(args),
     }
 }
 
@@ -237,6 +255,35 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         }
         Err(bad) => Ok(report_invalid(&bad)),
     }
+}
+
+fn proxy(args: ProxyArgs) -> Result<ExitCode> {
+    for addr in [args.listen, args.to] {
+        if !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "{addr} is not a loopback address: sockharness sends traffic only to loopback"
+            );
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let faults: Vec<_> = args.faults.into_iter().flatten().collect();
+        eprintln!(
+            "proxy {} -> {} with {} fault(s)",
+            listener.local_addr()?,
+            args.to,
+            faults.len()
+        );
+        let log: sockharness::proxy::Log = std::rc::Rc::new(|line| eprintln!("{line}"));
+        let faults = std::rc::Rc::new(std::cell::RefCell::new(faults));
+        sockharness::proxy::serve(listener, args.to, faults, Some(log)).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {

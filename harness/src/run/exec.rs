@@ -56,6 +56,7 @@ struct State {
     name_of: HashMap<SocketAddr, String>,
     closed: HashSet<String>,
     targets: HashMap<String, Rc<RefCell<Target>>>,
+    proxies: HashMap<String, crate::proxy::Faults>,
     sent: HashMap<String, Vec<u8>>,
     received: HashMap<String, u64>,
 }
@@ -113,9 +114,15 @@ impl State {
             exact
                 .cloned()
                 .or_else(|| self.name_of.get(&peer).cloned())
-                .unwrap_or_else(|| peer.to_string()),
+                .unwrap_or_else(|| unnamed(peer)),
         )
     }
+}
+
+/// An address no socket of the scenario owns (a proxy's upstream side, say), with its
+/// ephemeral port hidden so that traces stay the same from run to run.
+fn unnamed(addr: SocketAddr) -> String {
+    format!("{}:*", addr.ip())
 }
 
 struct Background {
@@ -958,6 +965,38 @@ impl<'a> Exec<'a> {
                 }))
             }
             Statement::Target { name, source } => self.start_target(name, source),
+            Statement::Proxy { name, to, faults } => {
+                let upstream = self.endpoint(&Endpoint::Name(to.clone())).map_err(failed)?;
+                let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .map_err(failed)?;
+                let addr = listener.local_addr().map_err(failed)?;
+                let faults: crate::proxy::Faults = Rc::new(RefCell::new(faults.clone()));
+                let task = tokio::task::spawn_local(crate::proxy::serve(
+                    listener,
+                    upstream,
+                    faults.clone(),
+                    None,
+                ));
+                let mut st = shared.borrow_mut();
+                st.addr_of.insert(name.clone(), addr);
+                st.name_of.insert(addr, name.clone());
+                st.targets.insert(
+                    name.clone(),
+                    Rc::new(RefCell::new(Target::Builtin(Some(task)))),
+                );
+                st.proxies.insert(name.clone(), faults);
+                done(Ok(()))
+            }
+            Statement::SetFaults { proxy, faults } => {
+                let st = shared.borrow();
+                let Some(current) = st.proxies.get(proxy) else {
+                    return Err(Actual::Broken(format!("`{proxy}` is not a proxy")));
+                };
+                *current.borrow_mut() = faults.clone();
+                done(Ok(()))
+            }
             Statement::Stop { target } | Statement::Kill { target } => {
                 let signal = if matches!(statement, Statement::Stop { .. }) {
                     libc::SIGTERM
@@ -1282,7 +1321,7 @@ impl Prop {
         match self {
             Prop::Num(n) => n.to_string(),
             Prop::Text(t) => t.clone(),
-            Prop::Addr(a) => names.get(a).cloned().unwrap_or_else(|| a.to_string()),
+            Prop::Addr(a) => names.get(a).cloned().unwrap_or_else(|| unnamed(*a)),
         }
     }
 }

@@ -45,8 +45,8 @@ pub(crate) struct Token {
     pub(crate) span: Range<usize>,
 }
 
-const PUNCT: [&str; 14] = [
-    "==", "!=", "<=", ">=", "->", "<", ">", "&", "|", "(", ")", ",", "=", ".",
+const PUNCT: [&str; 15] = [
+    "==", "!=", "<=", ">=", "->", "<", ">", "&", "|", "(", ")", ",", "=", ".", "/",
 ];
 
 /// Tokenizes `line`, which starts at byte `base` of the file. Comments are dropped.

@@ -175,6 +175,23 @@ pub enum Statement {
         /// True for `running`, false for `exited`.
         running: bool,
     },
+    /// `proxy P to T|L [FAULT...]` (extension): a fault-injecting proxy in front of a target or
+    /// listener; clients connect to P.
+    Proxy {
+        /// The proxy's name.
+        name: String,
+        /// The target or listener it forwards to.
+        to: String,
+        /// Its faults, in order.
+        faults: Vec<Fault>,
+    },
+    /// `fault P FAULT...` (extension): replaces the proxy's faults from now on.
+    SetFaults {
+        /// The proxy.
+        proxy: String,
+        /// The new faults (none: forward faithfully).
+        faults: Vec<Fault>,
+    },
     /// `stop T`: SIGTERM, then wait for it to exit (extension).
     Stop {
         /// The target.
@@ -215,6 +232,52 @@ pub enum TargetSource {
     At(SocketAddr),
     /// One of the bundled example servers: `echo`, `chat`, `http`.
     Builtin(String),
+}
+
+/// A proxy fault: `up|down|both KIND [on conn N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Which direction it applies to.
+    pub direction: Direction,
+    /// What it does.
+    pub kind: FaultKind,
+    /// Only the Nth connection the proxy accepts (from 1); `None` means all of them.
+    pub conn: Option<u32>,
+}
+
+/// A direction through a proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+    /// Both.
+    Both,
+}
+
+/// What a fault does to the bytes of its direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Forward in pieces of this size, pausing between them, so the receiver sees partial reads.
+    Slice {
+        /// Piece size.
+        size: u64,
+        /// Pause between pieces.
+        gap: Option<Duration>,
+    },
+    /// Hold every chunk this long before forwarding it.
+    Delay(Duration),
+    /// Forward at most this many bytes per second.
+    Rate(u64),
+    /// Forward this many bytes, then nothing; the connection stays open.
+    StallAfter(u64),
+    /// Forward this many bytes, then reset both sides.
+    RstAfter(u64),
+    /// Forward this many bytes, then half-close this direction.
+    FinAfter(u64),
+    /// Forward nothing.
+    Drop,
 }
 
 /// The bundled example servers, by name.

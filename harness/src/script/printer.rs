@@ -109,6 +109,35 @@ impl Display for Expected {
     }
 }
 
+impl Display for Fault {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let direction = match self.direction {
+            Direction::Up => "up",
+            Direction::Down => "down",
+            Direction::Both => "both",
+        };
+        write!(f, "{direction} ")?;
+        match &self.kind {
+            FaultKind::Slice { size, gap } => {
+                write!(f, "slice {}", Size(*size))?;
+                if let Some(g) = gap {
+                    write!(f, " gap {}", Dur(*g))?;
+                }
+            }
+            FaultKind::Delay(d) => write!(f, "delay {}", Dur(*d))?,
+            FaultKind::Rate(r) => write!(f, "rate {}/s", Size(*r))?,
+            FaultKind::StallAfter(n) => write!(f, "stall after {}", Size(*n))?,
+            FaultKind::RstAfter(n) => write!(f, "rst after {}", Size(*n))?,
+            FaultKind::FinAfter(n) => write!(f, "fin after {}", Size(*n))?,
+            FaultKind::Drop => f.write_str("drop")?,
+        }
+        match self.conn {
+            Some(n) => write!(f, " on conn {n}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Display for Data {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
@@ -260,6 +289,14 @@ impl Display for Statement {
                     "expect {target} {}",
                     if *running { "running" } else { "exited" }
                 )
+            }
+            Statement::Proxy { name, to, faults } => {
+                write!(f, "proxy {name} to {to}")?;
+                faults.iter().try_for_each(|x| write!(f, " {x}"))
+            }
+            Statement::SetFaults { proxy, faults } => {
+                write!(f, "fault {proxy}")?;
+                faults.iter().try_for_each(|x| write!(f, " {x}"))
             }
             Statement::Stop { target } => write!(f, "stop {target}"),
             Statement::Kill { target } => write!(f, "kill {target}"),

@@ -104,6 +104,8 @@ fn verb(statement: &Statement) -> &'static str {
         | Statement::ExpectTarget { .. } => "expect",
         Statement::Target { .. } => "target",
         Statement::Stop { .. } => "stop",
+        Statement::Proxy { .. } => "proxy",
+        Statement::SetFaults { .. } => "fault",
         Statement::Kill { .. } => "kill",
     }
 }
