@@ -21,10 +21,14 @@ cargo clippy --workspace --all-targets --features sockharness/libpcap -- -D warn
 echo "== benches compile"
 cargo bench --workspace --no-run
 
-echo "== sockharness run scenarios"
+echo "== sockharness run scenarios (scenarios/external runs against the installed nginx and redis)"
 cargo build --quiet
 bin=${CARGO_TARGET_DIR:-target}/debug/sockharness
 "$bin" run scenarios
+if "$bin" run --format json scenarios/external | grep -q '"status": "skipped"'; then
+  echo "scenarios/external was skipped: nginx or redis-server is missing" >&2
+  exit 1
+fi
 
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   echo "== sockharness run scenarios, as an unprivileged user (isolation through a user namespace)"

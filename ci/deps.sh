@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # System packages CI needs beyond Rust: libpcap-dev for the `libpcap` feature, tshark and tcpdump
-# for the capture cross-checks. Installs only what is missing, and only as root.
+# for the capture cross-checks, nginx and redis for scenarios/external. Installs only what is
+# missing, and only as root.
 set -euo pipefail
 need=()
 command -v tshark >/dev/null || need+=(tshark)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 [ -e /usr/include/pcap.h ] || need+=(libpcap-dev)
+# The real servers scenarios/external/ runs against.
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -16,3 +20,6 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends "${need[@]}"
+# Packages may start their services; the scenarios start their own servers in private namespaces.
+service nginx stop >/dev/null 2>&1 || true
+service redis-server stop >/dev/null 2>&1 || true

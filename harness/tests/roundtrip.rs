@@ -18,7 +18,7 @@ fn every_library_scenario_prints_and_reparses_to_the_same_model() {
 
 #[test]
 fn every_construct_round_trips() {
-    let text = "timeout 2s\ntolerance 20ms\nsysctl net.core.somaxconn=8\n\
+    let text = "timeout 2s\ntolerance 20ms\nsysctl net.core.somaxconn=8\nrequire redis-server\n\
         listen srv on [::1]:0 backlog=4 rcvbuf=8KiB sndbuf=1000 nodelay reuseaddr reuseport keepalive\n\
         listen other on srv reuseport == EADDRINUSE|EINVAL\n\
         connect cli to srv nodelay &h\nwait h == ok within 1.5s\naccept srv as conn within 100ms\n\

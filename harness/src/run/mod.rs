@@ -208,6 +208,12 @@ pub fn run(scenario: &Scenario) -> ScenarioRun {
 /// calling thread's namespace never changes.
 pub fn run_with(scenario: &Scenario, opts: &RunOptions) -> ScenarioRun {
     let started = Instant::now();
+    if let Some(missing) = scenario.settings.requires.iter().find(|p| !on_path(p)) {
+        return ScenarioRun::ended(
+            Status::Skipped(format!("needs `{missing}`, which is not installed here")),
+            started,
+        );
+    }
     let needs = needs_isolation(scenario);
     if let Some(addr) = host_target(scenario) {
         // A server already running on the host's loopback is out of reach of a private
@@ -437,6 +443,17 @@ fn needs_isolation(scenario: &Scenario) -> Option<String> {
     }
     uses_wire(scenario)
         .then(|| "`expect wire` (a capture of the scenario's own traffic)".to_string())
+}
+
+/// Whether `program` is an executable file on `PATH`.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// The address of a `target ... at` in the scenario, if any.

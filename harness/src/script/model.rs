@@ -25,6 +25,8 @@ pub struct Settings {
     pub tolerance: Option<Duration>,
     /// Network sysctls for the scenario's private namespace, in file order.
     pub sysctls: Vec<(String, String)>,
+    /// Programs the scenario needs on `PATH` (`require nginx`); without one it is skipped.
+    pub requires: Vec<String>,
 }
 
 /// One statement with its modifiers: an optional background handle and an optional expectation.

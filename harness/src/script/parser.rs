@@ -36,6 +36,7 @@ const KEYWORDS: &[&str] = &[
     "kill",
     "proxy",
     "fault",
+    "require",
 ];
 
 const OPTIONS: &[&str] = &[
@@ -94,6 +95,17 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
         };
         source.push_str(line);
         source.push('\n');
+        // A program name may hold characters the lexer does not take (`redis-server`).
+        if let Some(program) = require_line(line) {
+            match program {
+                Ok(name) => scenario.settings.requires.push(name),
+                Err(message) => problems.push(
+                    Problem::new(base..base + line.len().max(1), message)
+                        .hint("for example `require nginx`"),
+                ),
+            }
+            continue;
+        }
         // A sysctl's value is free text ("4096 87380 6291456"), so the line is not lexed.
         if let Some(setting) = sysctl_line(line, base) {
             match setting {
@@ -1109,6 +1121,24 @@ pub fn parse_faults(text: &str) -> Result<Vec<Fault>, String> {
     let faults = p.faults().map_err(describe)?;
     p.end().map_err(describe)?;
     Ok(faults)
+}
+
+/// `require PROGRAM`: `None` when the line is something else.
+fn require_line(line: &str) -> Option<Result<String, String>> {
+    let rest = line.trim_start().strip_prefix("require")?;
+    if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+        return None;
+    }
+    let name = rest.split('#').next().unwrap_or("").trim();
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c));
+    Some(if ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!("`{name}` is not a program name"))
+    })
 }
 
 /// The most statements one range may expand to.

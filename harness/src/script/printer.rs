@@ -65,6 +65,9 @@ impl Display for Scenario {
         for (k, v) in &s.sysctls {
             writeln!(f, "sysctl {k}={v}")?;
         }
+        for program in &s.requires {
+            writeln!(f, "require {program}")?;
+        }
         for step in &self.steps {
             writeln!(f, "{step}")?;
         }
