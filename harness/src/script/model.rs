@@ -283,7 +283,26 @@ pub enum FaultKind {
 }
 
 /// The bundled example servers, by name.
-pub const BUILTINS: [&str; 3] = ["echo", "chat", "http"];
+pub const BUILTINS: [&str; 17] = [
+    "echo",
+    "chat",
+    "http",
+    // The bug zoo (`servers/zoo`): broken variants, each with one realistic bug.
+    "echo-one-read",
+    "echo-short-write",
+    "echo-one-at-a-time",
+    "echo-exit-on-reset",
+    "echo-leak-closed",
+    "http-one-read",
+    "http-first-pipelined",
+    "http-body-as-request",
+    "http-half-close-drop",
+    "http-stop-accepting",
+    "chat-echo-sender",
+    "chat-one-read",
+    "chat-slow-blocks",
+    "chat-leak-closed",
+];
 
 /// What an `expect wire` statement measures.
 #[derive(Debug, Clone, PartialEq, Eq)]
