@@ -243,6 +243,12 @@ impl Source {
             .map_err(to_io)?
             .setnonblock()
             .map_err(to_io)?;
+        // libpcap opens its socket without close-on-exec; a server a scenario starts must not
+        // inherit another scenario's capture.
+        // SAFETY: fcntl on a descriptor the capture owns, with integer arguments only.
+        if unsafe { libc::fcntl(cap.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(Source { cap })
     }
 

@@ -63,16 +63,27 @@ impl Process {
     /// Starts `command` through `sh -c` with `{port}` replaced and `PORT` set, in its own process
     /// group (so that stopping it stops what it started), output collected.
     pub(crate) fn spawn(command: &str, port: u16) -> io::Result<Process> {
-        let command = command.replace("{port}", &port.to_string());
-        let mut child = Command::new("sh")
+        let script = command.replace("{port}", &port.to_string());
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
-            .arg(&command)
+            .arg(&script)
             .env("PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        // SAFETY: the hook runs in the child between fork and exec and only makes one system
+        // call. Closing every descriptor above stderr keeps the server from inheriting the
+        // harness's sockets and captures (other scenarios run in the same process), so its
+        // `fds` count is its own.
+        unsafe {
+            command.pre_exec(|| {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn()?;
         let output = Arc::new(Mutex::new(Vec::new()));
         for stream in [
             child

@@ -99,10 +99,9 @@ pub(in crate::servers) async fn echo_sender(listener: TcpListener) {
 /// `chat-one-read`: forwards what each read returned as one line.
 ///
 /// The mistake: taking one read for one message, and normalising its line ending on the way
-/// ("trim it and add a newline"). A line written in pieces is forwarded as several lines, and
-/// lines that arrive together as one; it looks right in a test where each line is written at
-/// once and read at once. Caught by
-/// `chat-relay`.
+/// ("trim it and add a newline"). A line that arrives in pieces is forwarded as several lines,
+/// each piece with a newline of its own; it looks right in a test where each line is written at
+/// once and read at once. Caught by `chat-relay`.
 pub(in crate::servers) async fn one_read(listener: TcpListener) {
     let room = Room::default();
     spawn_each(listener, move |stream: TcpStream| {
