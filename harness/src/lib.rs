@@ -9,6 +9,7 @@
 //! - [`report`]: failure reports.
 
 pub mod capture;
+pub mod fuzz;
 pub mod proxy;
 pub mod report;
 pub mod run;
