@@ -34,7 +34,7 @@ pub fn decode(cap: &Capture) -> WireTrace {
 }
 
 /// Slices a packet from its link header down; `None` when it is not IP.
-fn slice(link: LinkType, data: &[u8]) -> Option<LaxSlicedPacket<'_>> {
+pub(super) fn slice(link: LinkType, data: &[u8]) -> Option<LaxSlicedPacket<'_>> {
     match link {
         LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).ok(),
         LinkType::Raw => LaxSlicedPacket::from_ip(data).ok(),

@@ -10,6 +10,7 @@ mod lines;
 pub mod live;
 pub mod pcap;
 mod render;
+pub mod streams;
 pub mod svg;
 mod wire;
 

@@ -17,6 +17,7 @@ macro_rules! say_raw {
 }
 
 mod artifacts;
+mod fuzz;
 mod output;
 mod trace;
 
@@ -64,6 +65,9 @@ enum Command {
     /// Run the fault-injecting proxy standalone, for any client and server, logging each
     /// connection.
     Proxy(ProxyArgs),
+    /// Fuzz a real server: vary how requests are cut, delayed, interleaved and cut off, mutate
+    /// their bytes, and write a scenario that reproduces each failure.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(clap::Args)]
@@ -208,6 +212,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Trace(args) => trace::trace(args),
         Command::Serve(args) => serve(args),
         Command::Proxy(args) => proxy(args),
+        Command::Fuzz(args) => fuzz::fuzz(args),
     }
 }
 

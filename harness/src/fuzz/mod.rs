@@ -7,9 +7,49 @@
 //! - [`rig`]: the two fast tiers that cargo-fuzz targets and benches drive: an in-process
 //!   service under chaos I/O, and the echo example over real sockets through one persistent
 //!   runtime.
+//! - The fuzzer of real servers behind `sockharness fuzz`: [`seed`] (what it starts from),
+//!   [`calibrate`] (the answer to plain delivery), [`case`] (a seed and its edits, as data),
+//!   [`mutate`] (the seeded generator), [`engine`] (the loop, its oracles and reproducers).
 //!
-//! Nothing in `strategy` and `chaos` opens a socket.
+//! Nothing in `strategy`, `chaos`, `case` and `mutate` opens a socket.
 
+pub mod calibrate;
+pub mod case;
 pub mod chaos;
+pub mod engine;
+mod minimize;
+pub mod mutate;
 pub mod rig;
+pub mod seed;
+mod server;
 pub mod strategy;
+
+pub use engine::{fuzz, Config, Expect, Found, Phase, Progress, Report};
+pub use server::Server;
+
+use thiserror::Error;
+
+/// Why a fuzz run could not go on.
+#[derive(Debug, Error)]
+pub enum FuzzError {
+    /// The server under test could not be started or reached.
+    #[error("server under test: {0}")]
+    Server(String),
+    /// There is nothing to fuzz from.
+    #[error("no seeds: give --seed-scenario, --corpus, or neither (to use the built-in probes)")]
+    NoSeeds,
+    /// A seed could not be loaded.
+    #[error(transparent)]
+    Seed(#[from] seed::SeedError),
+    /// The output directory could not be written.
+    #[error("cannot write {path}: {source}")]
+    Out {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A bug in sockharness.
+    #[error("internal error (a bug; please report it): {0}")]
+    Internal(String),
+}

@@ -100,6 +100,12 @@ pub(crate) fn check_result(
     let holds = match expected {
         None | Some(Expected::Ok) => actual.succeeded(),
         Some(Expected::Eof) => matches!(actual, Actual::Eof { .. }) || read == Some(&[][..]),
+        Some(Expected::OkOr(names)) => {
+            actual.succeeded()
+                || matches!(actual, Actual::Failed(e) if names
+                    .iter()
+                    .any(|n| errno::number(n).is_some() && errno::number(n) == e.raw_os_error()))
+        }
         Some(Expected::Errors(names)) => match actual {
             Actual::Failed(e) => names
                 .iter()

@@ -8,7 +8,7 @@
 mod check;
 mod exec;
 mod sock;
-mod target;
+pub(crate) mod target;
 mod timing;
 
 use std::cell::RefCell;

@@ -434,6 +434,10 @@ pub enum Expected {
     Eof,
     /// One of these errno names (`ECONNRESET|EPIPE`).
     Errors(Vec<String>),
+    /// Success, or one of these errno names (`ok|EPIPE|ECONNRESET`, extension): for a
+    /// statement whose outcome legitimately depends on the peer, such as a write racing the
+    /// peer's close.
+    OkOr(Vec<String>),
     /// Exactly these bytes were read.
     Data(Data),
     /// This many bytes were written or read.

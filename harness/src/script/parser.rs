@@ -765,7 +765,13 @@ impl LineParser<'_> {
         match self.peek().cloned() {
             Some(Tok::Ident(w)) if w == "ok" => {
                 self.pos += 1;
-                Ok(Expected::Ok)
+                if !self.eat_punct("|") {
+                    return Ok(Expected::Ok);
+                }
+                match self.result(names)? {
+                    Expected::Errors(errors) => Ok(Expected::OkOr(errors)),
+                    _ => Err(self.error("an errno name after `ok|`")),
+                }
             }
             Some(Tok::Ident(w)) if w == "EOF" => {
                 self.pos += 1;

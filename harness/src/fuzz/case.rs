@@ -1,0 +1,466 @@
+//! A fuzz case: a seed scenario and the edits made to it. Edits are data, so a case can be
+//! printed, replayed, and shrunk one edit at a time; [`Case::scenario`] turns one into the
+//! scenario that runs.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::script::{
+    Data, Endpoint, Expectation, Expected, IoCall, RecvMode, Scenario, SendMode, ShutdownHow,
+    SockOpts, Statement, Step, TargetSource,
+};
+
+use super::calibrate::{Baseline, End};
+
+/// Deadline of every blocking statement of a case whose seed sets none: past it, the server
+/// under test is taken to hang.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A seed the fuzzer mutates: a scenario against the server under test.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// Where it came from.
+    pub label: String,
+    /// The scenario, its targets to be pointed at the server under test.
+    pub scenario: Scenario,
+    /// For a seed made from a request stream: the request and its plain answer, from which
+    /// cases with several interleaved clients are made.
+    pub plain: Option<Plain>,
+}
+
+/// A request and the answer to its plain delivery.
+#[derive(Debug, Clone)]
+pub struct Plain {
+    /// The request bytes.
+    pub request: Vec<u8>,
+    /// The answer, and whether its bytes (or only its length) repeat.
+    pub baseline: Baseline,
+    /// Whether clients connected at the same time get the same answers as one alone: only then
+    /// may interleaved clients be compared against the plain answer.
+    pub independent: bool,
+}
+
+impl Plain {
+    /// The scenario in which `clients` clients each send the request, in pieces of `chunk`
+    /// bytes taking turns, and each read the plain answer.
+    pub fn scenario(&self, target: &str, clients: u32, chunk: Option<u64>, gap: Duration) -> Scenario {
+        let mut steps = vec![statement(Statement::Target {
+            name: target.to_string(),
+            source: TargetSource::Builtin("echo".into()),
+        })];
+        let names: Vec<String> = (1..=clients.max(1)).map(|i| format!("c{i}")).collect();
+        for n in &names {
+            steps.push(statement(Statement::Connect {
+                name: n.clone(),
+                to: Endpoint::Name(target.to_string()),
+                opts: SockOpts {
+                    nodelay: true,
+                    ..SockOpts::default()
+                },
+            }));
+        }
+        let len = self.request.len();
+        let piece = chunk.map_or(len.max(1), |c| usize::try_from(c).unwrap_or(len).max(1));
+        let mut at = 0;
+        while at < len {
+            let end = (at + piece).min(len);
+            if at > 0 && !gap.is_zero() {
+                steps.push(statement(Statement::Sleep { duration: gap }));
+            }
+            for n in &names {
+                steps.push(statement(send(n, self.request[at..end].to_vec())));
+            }
+            at = end;
+        }
+        if let Some(ex) = self.baseline.exchange() {
+            for n in &names {
+                if !ex.response.is_empty() {
+                    let mut s = statement(Statement::Recv {
+                        socket: n.clone(),
+                        mode: RecvMode::Exact(ex.response.len() as u64),
+                        call: IoCall::Socket,
+                    });
+                    if matches!(self.baseline, Baseline::Exact(_)) {
+                        s.expect = Some(result(Expected::Data(Data::Bytes(ex.response.clone()))));
+                    }
+                    steps.push(s);
+                }
+                if ex.end == End::Closed {
+                    let mut s = statement(Statement::Recv {
+                        socket: n.clone(),
+                        mode: RecvMode::Once {
+                            size: 1,
+                            nowait: false,
+                        },
+                        call: IoCall::Socket,
+                    });
+                    s.expect = Some(result(Expected::Eof));
+                    steps.push(s);
+                }
+            }
+        }
+        for n in &names {
+            steps.push(statement(Statement::Close { socket: n.clone() }));
+        }
+        let mut sc = Scenario {
+            steps,
+            ..Scenario::default()
+        };
+        sc.settings.timeout = Some(CASE_TIMEOUT);
+        sc
+    }
+}
+
+/// One change to a seed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    /// The send at seed step `step` writes in pieces of `chunk` bytes with `gap` between.
+    Chunk {
+        /// Index of the send among the seed's steps.
+        step: usize,
+        /// Piece size.
+        chunk: u64,
+        /// Pause between pieces.
+        gap: Duration,
+    },
+    /// A pause before seed step `step`: a slow reader, or a slow client.
+    Pause {
+        /// Index of the statement among the seed's steps.
+        step: usize,
+        /// How long.
+        pause: Duration,
+    },
+    /// A small receive buffer for the socket the connect at seed step `step` makes.
+    RcvBuf {
+        /// Index of the connect among the seed's steps.
+        step: usize,
+        /// SO_RCVBUF.
+        size: u64,
+    },
+    /// The socket of the send at seed step `step` half-closes right after it (its last send).
+    HalfClose {
+        /// Index of the send among the seed's steps.
+        step: usize,
+    },
+    /// Before the seed runs, another client sends these bytes and then goes away, or stalls.
+    Intruder(Intruder),
+    /// The seed's request sent by several clients at once, in interleaved pieces (seeds made
+    /// from a request stream only; replaces the seed's steps).
+    Crowd {
+        /// How many clients.
+        clients: u32,
+        /// Piece size.
+        chunk: u64,
+        /// Pause between rounds.
+        gap: Duration,
+    },
+}
+
+/// How an intruding client ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// close(): FIN.
+    Close,
+    /// shutdown(write), then close.
+    HalfClose,
+    /// close() with linger 0: RST.
+    Abort,
+    /// Nothing: it stays connected, silent, while the seed runs.
+    Stall,
+}
+
+/// A client that is not the seed's: what it sends and how it leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intruder {
+    /// The bytes it sends (a request stream, possibly mutated).
+    pub data: Vec<u8>,
+    /// Pieces of this size, if not all at once.
+    pub chunk: Option<u64>,
+    /// How it leaves.
+    pub leave: Leave,
+    /// The server must send the bytes back (`--expect echo`).
+    pub echo: bool,
+    /// True when the bytes are not a seed's own: the server's answer is unknown.
+    pub mutated: bool,
+}
+
+impl Edit {
+    /// Whether this edit changes only how bytes travel, not which bytes.
+    pub fn transport_only(&self) -> bool {
+        !matches!(self, Edit::Intruder(i) if i.mutated)
+    }
+}
+
+impl fmt::Display for Edit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::script::{Dur, Size};
+        match self {
+            Edit::Chunk { step, chunk, gap } => {
+                write!(f, "send of step {} in pieces of {} gap {}", step + 1, Size(*chunk), Dur(*gap))
+            }
+            Edit::Pause { step, pause } => write!(f, "pause {} before step {}", Dur(*pause), step + 1),
+            Edit::RcvBuf { step, size } => write!(f, "rcvbuf={} on step {}", Size(*size), step + 1),
+            Edit::HalfClose { step } => write!(f, "half-close after step {}", step + 1),
+            Edit::Intruder(i) => write!(
+                f,
+                "another client sends {} {}bytes{} and {}",
+                i.data.len(),
+                if i.mutated { "mutated " } else { "" },
+                i.chunk.map_or(String::new(), |c| format!(" in pieces of {c}")),
+                match i.leave {
+                    Leave::Close => "closes",
+                    Leave::HalfClose => "half-closes",
+                    Leave::Abort => "resets",
+                    Leave::Stall => "stalls",
+                }
+            ),
+            Edit::Crowd { clients, chunk, gap } => write!(
+                f,
+                "{clients} clients interleaved in pieces of {} gap {}",
+                Size(*chunk),
+                Dur(*gap)
+            ),
+        }
+    }
+}
+
+/// A seed and the edits made to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// Index of the seed.
+    pub seed: usize,
+    /// The edits, applied in order.
+    pub edits: Vec<Edit>,
+}
+
+impl Case {
+    /// The scenario the case runs, every target served from `source`.
+    pub fn scenario(&self, seed: &Seed, source: &TargetSource) -> Scenario {
+        let mut sc = match (self.edits.iter().find_map(crowd), &seed.plain) {
+            (Some((clients, chunk, gap)), Some(plain)) => {
+                plain.scenario(&first_target(&seed.scenario), clients, Some(chunk), gap)
+            }
+            _ => apply(&seed.scenario, &self.edits),
+        };
+        if sc.settings.timeout.is_none() {
+            sc.settings.timeout = Some(CASE_TIMEOUT);
+        }
+        retarget(&mut sc, source);
+        sc
+    }
+}
+
+fn crowd(e: &Edit) -> Option<(u32, u64, Duration)> {
+    match e {
+        Edit::Crowd { clients, chunk, gap } => Some((*clients, *chunk, *gap)),
+        _ => None,
+    }
+}
+
+/// Points every target of `sc` at `source`.
+pub fn retarget(sc: &mut Scenario, source: &TargetSource) {
+    for step in &mut sc.steps {
+        if let Statement::Target { source: s, .. } = &mut step.statement {
+            *s = source.clone();
+        }
+    }
+}
+
+/// The name of the scenario's first target (`srv` if it has none).
+pub fn first_target(sc: &Scenario) -> String {
+    super::seed::target_names(sc)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "srv".into())
+}
+
+fn statement(statement: Statement) -> Step {
+    Step {
+        statement,
+        background: None,
+        expect: None,
+        origin: None,
+    }
+}
+
+fn result(r: Expected) -> Expectation {
+    Expectation {
+        result: Some(r),
+        within: None,
+    }
+}
+
+fn send(socket: &str, bytes: Vec<u8>) -> Statement {
+    Statement::Send {
+        socket: socket.to_string(),
+        data: Data::Bytes(bytes),
+        mode: SendMode::Blocking {
+            chunk: None,
+            gap: None,
+        },
+        call: IoCall::Socket,
+    }
+}
+
+/// A name no statement of `sc` uses, starting with `base`.
+fn fresh_name(sc: &Scenario, base: &str) -> String {
+    let text = sc.to_string();
+    let used = |n: &str| {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|w| w == n)
+    };
+    (1..)
+        .map(|i| format!("{base}{i}"))
+        .find(|n| !used(n))
+        .unwrap_or_else(|| base.to_string())
+}
+
+/// The seed's steps with the edits made.
+fn apply(seed: &Scenario, edits: &[Edit]) -> Scenario {
+    let mut before: Vec<Vec<Step>> = vec![Vec::new(); seed.steps.len() + 1];
+    let mut after: Vec<Vec<Step>> = vec![Vec::new(); seed.steps.len() + 1];
+    let mut steps: Vec<Step> = seed.steps.clone();
+    for step in &mut steps {
+        // Reports show the statement as it ran, not as the seed wrote it.
+        step.origin = None;
+        // Edits change timing on purpose: the seed's timing checks are not the oracle.
+        if let Some(e) = &mut step.expect {
+            e.within = None;
+            if e.result.is_none() {
+                step.expect = None;
+            }
+        }
+    }
+    let target = first_target(seed);
+    let after_targets = seed
+        .steps
+        .iter()
+        .rposition(|s| matches!(s.statement, Statement::Target { .. }))
+        .map_or(0, |i| i + 1);
+    let mut used = seed.clone();
+    for edit in edits {
+        match edit {
+            Edit::Chunk { step, chunk, gap } => {
+                if let Some(Statement::Send { mode, .. }) = steps.get_mut(*step).map(|s| &mut s.statement) {
+                    if matches!(mode, SendMode::Blocking { .. }) {
+                        *mode = SendMode::Blocking {
+                            chunk: Some((*chunk).max(1)),
+                            gap: (!gap.is_zero()).then_some(*gap),
+                        };
+                    }
+                }
+            }
+            Edit::Pause { step, pause } => {
+                if *step < steps.len() {
+                    before[*step].push(statement(Statement::Sleep { duration: *pause }));
+                }
+            }
+            Edit::RcvBuf { step, size } => {
+                if let Some(Statement::Connect { opts, .. }) = steps.get_mut(*step).map(|s| &mut s.statement) {
+                    opts.rcvbuf = Some(*size);
+                }
+            }
+            Edit::HalfClose { step } => {
+                if let Some(Statement::Send { socket, .. }) = steps.get(*step).map(|s| &s.statement) {
+                    after[*step].push(statement(Statement::Shutdown {
+                        socket: socket.clone(),
+                        how: ShutdownHow::Write,
+                    }));
+                }
+            }
+            Edit::Intruder(i) => {
+                let name = fresh_name(&used, "fz");
+                let steps = intruder_steps(&name, &target, i);
+                used.steps.extend(steps.iter().cloned());
+                before[after_targets.min(seed.steps.len())].extend(steps);
+            }
+            Edit::Crowd { .. } => {}
+        }
+    }
+    let mut out = Vec::with_capacity(steps.len() + 8);
+    for (i, step) in steps.into_iter().enumerate() {
+        out.append(&mut before[i]);
+        out.push(step);
+        out.append(&mut after[i]);
+    }
+    out.append(&mut before[seed.steps.len()]);
+    Scenario {
+        settings: seed.settings.clone(),
+        steps: out,
+    }
+}
+
+fn intruder_steps(name: &str, target: &str, i: &Intruder) -> Vec<Step> {
+    let mut steps = vec![statement(Statement::Connect {
+        name: name.to_string(),
+        to: Endpoint::Name(target.to_string()),
+        opts: SockOpts {
+            nodelay: true,
+            ..SockOpts::default()
+        },
+    })];
+    // A server may answer bytes it does not like by closing or resetting: writing on, the
+    // client then sees EPIPE or ECONNRESET, which says nothing against the server.
+    let racing = |errors: &[&str]| Expectation {
+        result: Some(Expected::OkOr(errors.iter().map(|e| e.to_string()).collect())),
+        within: None,
+    };
+    if !i.data.is_empty() {
+        let mut s = statement(Statement::Send {
+            socket: name.to_string(),
+            data: Data::Bytes(i.data.clone()),
+            mode: SendMode::Blocking {
+                chunk: i.chunk,
+                gap: None,
+            },
+            call: IoCall::Socket,
+        });
+        if !i.echo {
+            s.expect = Some(racing(&["EPIPE", "ECONNRESET"]));
+        }
+        steps.push(s);
+    }
+    if i.leave == Leave::HalfClose {
+        let mut s = statement(Statement::Shutdown {
+            socket: name.to_string(),
+            how: ShutdownHow::Write,
+        });
+        if !i.echo {
+            s.expect = Some(racing(&["ENOTCONN", "ECONNRESET", "EPIPE"]));
+        }
+        steps.push(s);
+    }
+    if i.echo && !i.data.is_empty() && matches!(i.leave, Leave::Close | Leave::HalfClose) {
+        let mut s = statement(Statement::Recv {
+            socket: name.to_string(),
+            mode: RecvMode::Exact(i.data.len() as u64),
+            call: IoCall::Socket,
+        });
+        s.expect = Some(result(Expected::Sent(name.to_string())));
+        steps.push(s);
+    }
+    match i.leave {
+        Leave::Close | Leave::HalfClose => steps.push(statement(Statement::Close {
+            socket: name.to_string(),
+        })),
+        Leave::Abort => steps.push(statement(Statement::Abort {
+            socket: name.to_string(),
+        })),
+        Leave::Stall => {}
+    }
+    steps
+}
+
+/// Ends `sc` with a check that its targets are still running, a moment after the last
+/// statement: a crash the last bytes caused shows there.
+pub fn append_crash_check(sc: &mut Scenario) {
+    sc.steps.push(statement(Statement::Sleep {
+        duration: Duration::from_millis(100),
+    }));
+    for name in super::seed::target_names(sc) {
+        sc.steps.push(statement(Statement::ExpectTarget {
+            target: name,
+            running: true,
+        }));
+    }
+}

@@ -1,0 +1,611 @@
+//! The fuzz loop against a real server: seeds checked and calibrated, cases run by worker
+//! threads against one server process, failures confirmed alone, minimised, and written as
+//! scenario files that reproduce them with `sockharness run`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::run::{self, Failure, RunOptions, Status};
+use crate::sandbox::Isolation;
+use crate::script::{self, Scenario, TargetSource};
+
+use super::calibrate::{self, Baseline};
+use super::case::{Case, Plain, Seed};
+use super::minimize;
+use super::mutate::{self, Shape};
+use super::seed::Seeds;
+use super::server::{Running, Server};
+use super::FuzzError;
+
+/// An extra check on the server's answers.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// The server sends back every byte it is sent (`--expect echo`).
+    Echo,
+    /// Every plain answer matches this pattern (`--expect regex:RE`).
+    Regex(regex::bytes::Regex),
+}
+
+/// A fuzz run's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server under test.
+    pub server: Server,
+    /// What to start from.
+    pub seeds: Seeds,
+    /// An extra check on the answers.
+    pub expect: Option<Expect>,
+    /// Stop after this long.
+    pub time: Duration,
+    /// Stop after this many inputs.
+    pub runs: Option<u64>,
+    /// The generator's seed: the same seed makes the same cases.
+    pub seed: u64,
+    /// Where reproducers go.
+    pub out: PathBuf,
+    /// Worker threads running cases at once.
+    pub jobs: usize,
+    /// How long to spend minimising one failure.
+    pub minimize_for: Duration,
+}
+
+/// A progress report, sent about twice a second.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Inputs run so far.
+    pub inputs: u64,
+    /// Time since the fuzz loop started.
+    pub elapsed: Duration,
+    /// Failures found.
+    pub failures: usize,
+    /// Server restarts.
+    pub restarts: u32,
+    /// What is going on, when it is not the loop itself.
+    pub phase: Phase,
+}
+
+/// What the run is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Running cases.
+    Fuzzing,
+    /// Replaying a failing case alone.
+    Confirming,
+    /// Shrinking a failing case.
+    Minimizing,
+}
+
+/// A failure found, and the reproducer written for it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// What broke: `crash`, `hang`, `refused`, `mismatch`, ...
+    pub oracle: String,
+    /// The failing expectation, as the reproducer reports it.
+    pub failure: Failure,
+    /// How the server exited, for a crash.
+    pub exit: Option<String>,
+    /// The seed it came from and the edits that made it fail.
+    pub how: String,
+    /// The reproducer file.
+    pub reproducer: PathBuf,
+    /// Statements in the reproducer.
+    pub statements: usize,
+    /// Size of the reproducer file in bytes.
+    pub bytes: usize,
+    /// Runs of the reproducer, against a freshly started server, that failed, of `tries`.
+    pub reproduced: u32,
+    /// Runs tried.
+    pub tries: u32,
+    /// Time from the start of the run to the failure's first sighting.
+    pub after: Duration,
+    /// Inputs run before it was seen.
+    pub inputs: u64,
+}
+
+/// The outcome of a fuzz run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Inputs run.
+    pub inputs: u64,
+    /// Time spent.
+    pub elapsed: Duration,
+    /// Failures found (the run stops at the first confirmed one).
+    pub found: Vec<Found>,
+    /// Server restarts.
+    pub restarts: u32,
+    /// Things the user should know (seeds without a comparable answer, failures that did not
+    /// reproduce alone).
+    pub notes: Vec<String>,
+}
+
+/// How one case ended against the server.
+#[derive(Debug, Clone)]
+pub(super) enum Verdict {
+    Pass,
+    Skip,
+    Fail(Failure),
+    Crash(String, Option<Failure>),
+}
+
+impl Verdict {
+    /// Two verdicts are the same failure when both are crashes, or both failed at the same
+    /// statement with the same expectation and the same result.
+    pub(super) fn same(&self, other: &Verdict) -> bool {
+        match (self, other) {
+            (Verdict::Crash(..), Verdict::Crash(..)) => true,
+            (Verdict::Fail(a), Verdict::Fail(b)) => {
+                a.statement == b.statement && a.expected == b.expected && a.actual == b.actual
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn failed(&self) -> bool {
+        matches!(self, Verdict::Fail(_) | Verdict::Crash(..))
+    }
+}
+
+/// The fuzzer's state between phases.
+pub(super) struct Fuzzer<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) server: Mutex<Running>,
+    pub(super) seeds: Vec<Seed>,
+}
+
+/// Settling time after a case before the server's process is checked: a crash caused by the
+/// last bytes of a case takes a moment to show.
+const SETTLE: Duration = Duration::from_millis(20);
+
+impl Fuzzer<'_> {
+    /// Runs `sc` against the running server, and checks the server outlived it.
+    pub(super) fn run(&self, sc: &Scenario, settle: Duration) -> Verdict {
+        let opts = RunOptions {
+            isolation: Isolation::Never,
+            capture: false,
+            ..RunOptions::default()
+        };
+        let r = run::run_with(sc, &opts);
+        if !settle.is_zero() {
+            std::thread::sleep(settle);
+        }
+        let exit = self.lock().exited();
+        match (r.status, exit) {
+            (Status::Failed(f), Some(e)) => Verdict::Crash(e, Some(f)),
+            (_, Some(e)) => Verdict::Crash(e, None),
+            (Status::Failed(f), None) => Verdict::Fail(f),
+            (Status::Passed, None) => Verdict::Pass,
+            (Status::Skipped(_), None) => Verdict::Skip,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        // A worker that panicked holding the lock left the server as it was: still usable.
+        self.server.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The address cases aim at now.
+    pub(super) fn source(&self) -> TargetSource {
+        TargetSource::At(self.lock().addr())
+    }
+
+    /// Restarts the server if it died; false if it cannot be.
+    pub(super) fn ensure_alive(&self) -> Result<(), FuzzError> {
+        let mut s = self.lock();
+        if s.alive() {
+            return Ok(());
+        }
+        s.restart()
+    }
+
+    /// Runs `case` alone on a live server.
+    pub(super) fn check(&self, case: &Case) -> Result<Verdict, FuzzError> {
+        self.ensure_alive()?;
+        let sc = case.scenario(&self.seeds[case.seed], &self.source());
+        Ok(self.run(&sc, SETTLE))
+    }
+}
+
+/// Fuzzes the server as `cfg` says; `progress` hears how it goes about twice a second.
+pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report, FuzzError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&cfg.out).map_err(|source| FuzzError::Out {
+        path: cfg.out.display().to_string(),
+        source,
+    })?;
+    let mut report = Report::default();
+    let server = Running::start(&cfg.server)?;
+    let mut fz = Fuzzer {
+        cfg,
+        server: Mutex::new(server),
+        seeds: Vec::new(),
+    };
+    let mut given = cfg.seeds.clone();
+    given.dedup();
+    prepare(&mut fz, &given, &mut report)?;
+    let mut shapes: Vec<Shape> = fz.seeds.iter().map(Shape::of).collect();
+    // A seed that fails with nothing changed is the first finding.
+    for (i, shape) in shapes.iter_mut().enumerate() {
+        let case = Case {
+            seed: i,
+            edits: Vec::new(),
+        };
+        let t = Instant::now();
+        let v = fz.check(&case)?;
+        shape.weight = 1.0 / (t.elapsed().as_secs_f64() * 1000.0 + 2.0);
+        if v.failed() {
+            if let Some(found) = conclude(&fz, case, v, started, 0, &mut progress, &mut report)? {
+                report.found.push(found);
+                report.elapsed = started.elapsed();
+                report.restarts = fz.lock().restarts;
+                return Ok(report);
+            }
+            return Err(FuzzError::Server(format!(
+                "the seed {} fails against this server with nothing changed, but not against a freshly started one: the server's answers depend on what came before",
+                fz.seeds[i].label
+            )));
+        }
+    }
+    let streams: Vec<Vec<u8>> = given.streams.iter().map(|s| s.bytes.clone()).collect();
+    let mut jobs = cfg.jobs.max(1);
+    let echo = matches!(cfg.expect, Some(Expect::Echo));
+    let next = AtomicU64::new(0);
+    let deadline = started + cfg.time;
+    loop {
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(u64, Case, Verdict)>();
+        let mut failing: Vec<(u64, Case, Verdict)> = Vec::new();
+        let mut recent: Vec<(u64, Case)> = Vec::new();
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                let tx = tx.clone();
+                let (fz, next, stop, shapes, streams) = (&fz, &next, &stop, &shapes, &streams);
+                scope.spawn(move || {
+                    let source = fz.source();
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if cfg.runs.is_some_and(|r| i >= r) {
+                            break;
+                        }
+                        let case = mutate::generate(cfg.seed, i, &fz.seeds, shapes, streams, echo);
+                        let sc = case.scenario(&fz.seeds[case.seed], &source);
+                        let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            fz.run(&sc, Duration::ZERO)
+                        }))
+                        .unwrap_or(Verdict::Skip);
+                        if tx.send((i, case, v)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut last = Instant::now();
+            loop {
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok((i, case, v)) => {
+                        report.inputs += 1;
+                        if v.failed() {
+                            stop.store(true, Ordering::Relaxed);
+                            failing.push((i, case, v));
+                        } else {
+                            recent.push((i, case));
+                            if recent.len() > 64 {
+                                recent.remove(0);
+                            }
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if last.elapsed() >= Duration::from_millis(500) {
+                    last = Instant::now();
+                    progress(&Progress {
+                        inputs: report.inputs,
+                        elapsed: started.elapsed(),
+                        failures: report.found.len(),
+                        restarts: fz.lock().restarts,
+                        phase: Phase::Fuzzing,
+                    });
+                }
+            }
+        });
+        if failing.is_empty() {
+            break;
+        }
+        // Several workers share one server: the case that failed may be the victim of another
+        // that broke the server. Replay the failing cases, then the recent ones, each alone.
+        failing.sort_by_key(|(i, ..)| *i);
+        recent.sort_by_key(|(i, _)| *i);
+        progress(&Progress {
+            inputs: report.inputs,
+            elapsed: started.elapsed(),
+            failures: report.found.len(),
+            restarts: fz.lock().restarts,
+            phase: Phase::Confirming,
+        });
+        let first_seen = started.elapsed();
+        let suspects = failing
+            .iter()
+            .map(|(i, c, _)| (*i, c.clone()))
+            .chain(recent.iter().rev().take(16).cloned())
+            .collect::<Vec<_>>();
+        let mut confirmed = None;
+        'suspects: for (_, case) in suspects {
+            for _ in 0..2 {
+                let v = fz.check(&case)?;
+                if v.failed() {
+                    confirmed = Some((case, v));
+                    break 'suspects;
+                }
+            }
+        }
+        match confirmed {
+            Some((case, v)) => {
+                let inputs = report.inputs;
+                if let Some(mut found) =
+                    conclude(&fz, case, v, started, inputs, &mut progress, &mut report)?
+                {
+                    found.after = first_seen;
+                    report.found.push(found);
+                    break;
+                }
+                fz.ensure_alive()?;
+            }
+            None => {
+                let (i, case, v) = &failing[0];
+                report.notes.push(format!(
+                    "input {i} failed ({}) but did not fail again when replayed alone: {}",
+                    describe(v),
+                    case.edits.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+                ));
+                if jobs > 1 {
+                    // Inputs running at once disturb each other here (the server shares state
+                    // between connections, or slows down under load): one at a time from now.
+                    jobs = 1;
+                    report.notes.push("inputs running at the same time disturbed each other, so the rest of the run went one input at a time".into());
+                }
+                fz.ensure_alive()?;
+            }
+        }
+        if Instant::now() >= deadline || cfg.runs.is_some_and(|r| next.load(Ordering::Relaxed) >= r) {
+            break;
+        }
+    }
+    report.elapsed = started.elapsed();
+    report.restarts = fz.lock().restarts;
+    fz.lock().stop();
+    Ok(report)
+}
+
+/// Turns the given seeds into runnable seeds: seed scenarios as they are, and every request
+/// stream with the answer its plain delivery gets.
+fn prepare(fz: &mut Fuzzer<'_>, given: &Seeds, report: &mut Report) -> Result<(), FuzzError> {
+    let cfg = fz.cfg;
+    let mut seeds: Vec<Seed> = given
+        .scenarios
+        .iter()
+        .map(|s| Seed {
+            label: s.label.clone(),
+            scenario: s.scenario.clone(),
+            plain: None,
+        })
+        .collect();
+    for stream in &given.streams {
+        fz.ensure_alive()?;
+        let addr = fz.lock().addr();
+        let baseline = calibrate::baseline(
+            addr,
+            &stream.bytes,
+            Duration::from_millis(60),
+            Duration::from_secs(2),
+        )
+        .map_err(|e| FuzzError::Server(format!("plain delivery of {}: {e}", stream.label)))?;
+        let baseline = match (&cfg.expect, baseline) {
+            // The answer an echo server must give is known: the request.
+            (Some(Expect::Echo), _) => Baseline::Exact(calibrate::Exchange {
+                response: stream.bytes.clone(),
+                end: calibrate::End::Open,
+            }),
+            (_, Baseline::Unstable) => {
+                report.notes.push(format!(
+                    "{}: the answer to its plain delivery changes from one delivery to the next; only liveness is checked for it",
+                    stream.label
+                ));
+                Baseline::Unstable
+            }
+            (_, b) => b,
+        };
+        if let (Some(Expect::Regex(re)), Some(ex)) = (&cfg.expect, baseline.exchange()) {
+            if !re.is_match(&ex.response) {
+                report.notes.push(format!(
+                    "{}: its plain answer does not match --expect {re}: {}",
+                    stream.label,
+                    script::preview(&ex.response, 80)
+                ));
+            }
+        }
+        let mut plain = Plain {
+            request: stream.bytes.clone(),
+            baseline,
+            independent: false,
+        };
+        // Only a server that answers each connection on its own may be held to the plain answer
+        // when clients interleave.
+        if plain.baseline.exchange().is_some() {
+            let mut crowd = plain.scenario("srv", 3, None, Duration::ZERO);
+            super::case::retarget(&mut crowd, &TargetSource::At(addr));
+            plain.independent = !fz.run(&crowd, Duration::ZERO).failed();
+        }
+        let scenario = plain.scenario("srv", 1, None, Duration::ZERO);
+        seeds.push(Seed {
+            label: stream.label.clone(),
+            scenario,
+            plain: Some(plain),
+        });
+    }
+    if seeds.is_empty() {
+        return Err(FuzzError::NoSeeds);
+    }
+    fz.seeds = seeds;
+    Ok(())
+}
+
+fn describe(v: &Verdict) -> String {
+    match v {
+        Verdict::Crash(e, _) => format!("the server exited: {}", e.lines().next().unwrap_or("")),
+        Verdict::Fail(f) => format!("{}: expected {}, got {}", f.statement, f.expected, f.actual),
+        Verdict::Pass | Verdict::Skip => "passed".into(),
+    }
+}
+
+/// What kind of failure a verdict is, in a word.
+fn oracle(v: &Verdict) -> String {
+    match v {
+        Verdict::Crash(..) => "crash".into(),
+        Verdict::Fail(f) if f.actual.contains("timed out") => "hang".into(),
+        Verdict::Fail(f) if f.actual.contains("ECONNREFUSED") => "refused".into(),
+        Verdict::Fail(f) if f.actual.contains("ECONNRESET") || f.actual.contains("EPIPE") => {
+            "reset".into()
+        }
+        Verdict::Fail(_) => "mismatch".into(),
+        Verdict::Pass | Verdict::Skip => "none".into(),
+    }
+}
+
+/// Minimises a confirmed failure, writes its reproducer and checks it against a fresh server.
+fn conclude(
+    fz: &Fuzzer<'_>,
+    case: Case,
+    verdict: Verdict,
+    started: Instant,
+    inputs: u64,
+    progress: &mut impl FnMut(&Progress),
+    report: &mut Report,
+) -> Result<Option<Found>, FuzzError> {
+    progress(&Progress {
+        inputs,
+        elapsed: started.elapsed(),
+        failures: report.found.len(),
+        restarts: fz.lock().restarts,
+        phase: Phase::Minimizing,
+    });
+    let min = minimize::minimize(fz, &case, &verdict, fz.cfg.minimize_for)?;
+    let name = format!("fuzz-{}-seed{}-{}.scenario", oracle(&verdict), fz.cfg.seed, inputs);
+    let path = fz.cfg.out.join(name);
+    let original = fz.seeds[case.seed].clone();
+    // Checked the way a user will run it, against a freshly started server, before it counts;
+    // where shrinking made it depend on the state of the long-running server, the case as
+    // found is tried instead.
+    let tries = 3;
+    let mut chosen = None;
+    for (seed, case) in [(&min.seed, &min.case), (&original, &case)] {
+        let (text, sc) = reproducer(fz.cfg, &verdict, seed, case);
+        let (reproduced, last) = replay(&path, &text, tries)?;
+        if reproduced > 0 {
+            chosen = Some((text, sc, reproduced, last, case.clone()));
+            break;
+        }
+    }
+    let Some((text, sc, reproduced, last, kept)) = chosen else {
+        report.notes.push(format!(
+            "{} ({}) failed against the long-running server but passed {tries} runs against a freshly started one",
+            describe(&verdict),
+            case.edits.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+        ));
+        return Ok(None);
+    };
+    let how = std::iter::once(format!("seed {}", original.label))
+        .chain(kept.edits.iter().map(|e| e.to_string()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    write(&path, &text)?;
+    let failure = last.unwrap_or_else(|| match &verdict {
+        Verdict::Fail(f) | Verdict::Crash(_, Some(f)) => f.clone(),
+        _ => Failure {
+            line: 0,
+            statement: String::new(),
+            expected: "the server running".into(),
+            actual: "it exited".into(),
+            detail: None,
+        },
+    });
+    Ok(Some(Found {
+        oracle: oracle(&verdict),
+        exit: match &verdict {
+            Verdict::Crash(e, _) => Some(e.clone()),
+            _ => None,
+        },
+        failure,
+        how,
+        statements: sc.steps.len(),
+        bytes: text.len(),
+        reproducer: path,
+        reproduced,
+        tries,
+        after: started.elapsed(),
+        inputs,
+    }))
+}
+
+/// The reproducer of `case` on `seed`, as text and as the scenario it holds.
+fn reproducer(cfg: &Config, v: &Verdict, seed: &Seed, case: &Case) -> (String, Scenario) {
+    let mut sc = case.scenario(seed, &cfg.server.source());
+    if matches!(v, Verdict::Crash(..)) && matches!(cfg.server, Server::Cmd(_)) {
+        // The server's exit may come just after the last statement.
+        super::case::append_crash_check(&mut sc);
+    }
+    let how = std::iter::once(format!("seed {}", seed.label))
+        .chain(case.edits.iter().map(|e| e.to_string()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (reproducer_text(cfg, v, &how, &sc), sc)
+}
+
+/// Runs a reproducer `tries` times as `sockharness run` would: how many runs failed, and the
+/// last failure.
+fn replay(path: &Path, text: &str, tries: u32) -> Result<(u32, Option<Failure>), FuzzError> {
+    let parsed = script::parse(&path.display().to_string(), text.as_bytes())
+        .map_err(|d| FuzzError::Internal(format!("a reproducer does not parse:\n{d}")))?;
+    let mut failed = 0;
+    let mut last = None;
+    for _ in 0..tries {
+        let r = run::run_with(
+            &parsed,
+            &RunOptions {
+                isolation: Isolation::Auto,
+                capture: false,
+                ..RunOptions::default()
+            },
+        );
+        if let Status::Failed(f) = r.status {
+            failed += 1;
+            last = Some(f);
+        }
+    }
+    Ok((failed, last))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), FuzzError> {
+    std::fs::write(path, text).map_err(|source| FuzzError::Out {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The reproducer file: what failed and how it was found, as comments, then the scenario.
+fn reproducer_text(cfg: &Config, v: &Verdict, how: &str, sc: &Scenario) -> String {
+    let mut out = String::new();
+    out.push_str("# Found by sockharness fuzz");
+    out.push_str(&format!(" (--seed {}).\n", cfg.seed));
+    out.push_str(&format!("# Failure: {}\n", comment(&describe(v))));
+    out.push_str(&format!("# How: {}\n", comment(how)));
+    out.push_str("# Reproduce: sockharness run THIS_FILE (it fails while the bug is there)\n");
+    out.push_str(&sc.to_string());
+    out
+}
+
+fn comment(s: &str) -> String {
+    s.replace('\n', " ").chars().take(400).collect()
+}

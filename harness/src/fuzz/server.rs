@@ -1,0 +1,143 @@
+//! The server under test during a fuzz run: started once, reused across inputs, restarted only
+//! after it dies.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::run::target::{self, Process};
+use crate::script::TargetSource;
+
+use super::FuzzError;
+
+/// Which server to fuzz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Server {
+    /// A command the fuzzer starts, `{port}` (and `$PORT`) giving it its port.
+    Cmd(String),
+    /// A server already running on the loopback.
+    Addr(SocketAddr),
+}
+
+impl Server {
+    /// The target statement's source that starts this server afresh in a reproducer.
+    pub fn source(&self) -> TargetSource {
+        match self {
+            Server::Cmd(command) => TargetSource::Cmd {
+                command: command.clone(),
+                ready: None,
+            },
+            Server::Addr(a) => TargetSource::At(*a),
+        }
+    }
+}
+
+/// How long a started server may take to listen.
+const READY: Duration = Duration::from_secs(10);
+
+/// The running server.
+pub(super) struct Running {
+    server: Server,
+    process: Option<Process>,
+    addr: SocketAddr,
+    /// Times it was started again after dying.
+    pub(super) restarts: u32,
+}
+
+impl Running {
+    pub(super) fn start(server: &Server) -> Result<Running, FuzzError> {
+        let mut r = Running {
+            server: server.clone(),
+            process: None,
+            addr: match server {
+                Server::Addr(a) => *a,
+                Server::Cmd(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            restarts: 0,
+        };
+        r.launch()?;
+        Ok(r)
+    }
+
+    fn launch(&mut self) -> Result<(), FuzzError> {
+        let Server::Cmd(command) = &self.server else {
+            return TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+                .map(drop)
+                .map_err(|e| FuzzError::Server(format!("nothing answers at {}: {e}", self.addr)));
+        };
+        let port = target::free_port().map_err(|e| FuzzError::Server(e.to_string()))?;
+        let mut p = Process::spawn(command, port)
+            .map_err(|e| FuzzError::Server(format!("cannot start `{command}`: {e}")))?;
+        let started = Instant::now();
+        while !target::listening(port) {
+            if let Some(status) = p.exited() {
+                return Err(FuzzError::Server(format!(
+                    "`{command}` exited ({status}) before it listened on port {port}{}",
+                    tail(&p)
+                )));
+            }
+            if started.elapsed() > READY {
+                p.terminate(target::TERM_GRACE);
+                return Err(FuzzError::Server(format!(
+                    "`{command}` did not listen on port {port} within {}s (does it take its port from {{port}} or $PORT?){}",
+                    READY.as_secs(),
+                    tail(&p)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.addr = target::cmd_addr(port);
+        self.process = Some(p);
+        Ok(())
+    }
+
+    /// Where it listens now.
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How it exited, if it did (`None` while it runs, and always for a server at an address,
+    /// whose process is not ours to watch).
+    pub(super) fn exited(&mut self) -> Option<String> {
+        let p = self.process.as_mut()?;
+        p.exited().map(|s| format!("{s}{}", tail(p)))
+    }
+
+    /// Whether it still answers: its process lives, or (at an address) it accepts a connection.
+    pub(super) fn alive(&mut self) -> bool {
+        match &self.server {
+            Server::Cmd(_) => self.exited().is_none(),
+            Server::Addr(a) => TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok(),
+        }
+    }
+
+    /// Starts it again (a server at an address cannot be, and is only waited for).
+    pub(super) fn restart(&mut self) -> Result<(), FuzzError> {
+        if let Some(mut p) = self.process.take() {
+            p.terminate(target::TERM_GRACE);
+        }
+        self.restarts += 1;
+        self.launch()
+    }
+
+    /// Stops it for good.
+    pub(super) fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.terminate(target::TERM_GRACE);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(p: &Process) -> String {
+    let t = p.output_tail(10);
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("; its last output:\n{t}")
+    }
+}
