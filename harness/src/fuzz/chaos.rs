@@ -61,6 +61,9 @@ struct Shared {
     write_eof: AtomicBool,
     read_fault: AtomicBool,
     write_fault: AtomicBool,
+    // The inner stream was not ready for the op just taken: it is taken again on the next call.
+    read_unused: AtomicBool,
+    write_unused: AtomicBool,
 }
 
 /// A handle on a [`Chaos`] stream's [`Stats`] that outlives the stream, once a service owns it.
@@ -101,6 +104,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Gate<S> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
         self.shared.read.fetch_add(n, Ordering::Relaxed);
+        self.shared
+            .read_unused
+            .store(r.is_pending(), Ordering::Relaxed);
         r
     }
 }
@@ -118,6 +124,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gate<S> {
         if let Poll::Ready(Ok(n)) = r {
             self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
         }
+        self.shared
+            .write_unused
+            .store(r.is_pending(), Ordering::Relaxed);
         r
     }
 
@@ -125,14 +134,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gate<S> {
         if self.shared.write_eof.load(Ordering::Relaxed) {
             return Poll::Ready(Err(gone()));
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.shared
+            .write_unused
+            .store(r.is_pending(), Ordering::Relaxed);
+        r
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.shared.write_eof.load(Ordering::Relaxed) {
             return Poll::Ready(Err(gone()));
         }
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.shared
+            .write_unused
+            .store(r.is_pending(), Ordering::Relaxed);
+        r
     }
 }
 
@@ -148,42 +165,74 @@ enum Side {
 }
 
 /// Turns a schedule of [`Op`]s into partial-io's ops, raising the gate's flags as faults are
-/// taken. After an EOF the schedule is over: the gate answers every call.
-fn partial_ops(
-    ops: Vec<Op>,
+/// taken.
+///
+/// partial-io takes an op for every poll, also for one the inner stream answers with `Pending`
+/// (nothing to read yet, no room to write); such an op is taken again on the next call, so that
+/// `Limited(3)` means "the next read that returns data returns at most 3 bytes" however the
+/// service and its peer interleave. After an EOF the schedule is over: the gate answers every
+/// call.
+struct Ops {
+    ops: std::vec::IntoIter<Op>,
     side: Side,
     shared: Arc<Shared>,
-) -> impl Iterator<Item = PartialOp> + Send + 'static {
-    let mut ended = false;
-    ops.into_iter().map_while(move |op| {
-        if ended {
+    last: Option<PartialOp>,
+    ended: bool,
+}
+
+impl Ops {
+    fn new(ops: Vec<Op>, side: Side, shared: Arc<Shared>) -> Self {
+        Ops {
+            ops: ops.into_iter(),
+            side,
+            shared,
+            last: None,
+            ended: false,
+        }
+    }
+}
+
+impl Iterator for Ops {
+    type Item = PartialOp;
+
+    fn next(&mut self) -> Option<PartialOp> {
+        let s = &*self.shared;
+        let (eof, fault, unused) = match self.side {
+            Side::Read => (&s.read_eof, &s.read_fault, &s.read_unused),
+            Side::Write => (&s.write_eof, &s.write_fault, &s.write_unused),
+        };
+        if unused.swap(false, Ordering::Relaxed) {
+            if let Some(op) = self.last.clone() {
+                return Some(op);
+            }
+        }
+        self.last = None;
+        if self.ended {
             return None;
         }
-        let (eof, fault) = match side {
-            Side::Read => (&shared.read_eof, &shared.read_fault),
-            Side::Write => (&shared.write_eof, &shared.write_fault),
-        };
-        Some(match op {
+        let op = match self.ops.next()? {
             // partial-io reads Limited(0) as "accept nothing more" on writes; 1 is the least.
             Op::Limited(n) => PartialOp::Limited(n.max(1)),
             Op::Unlimited => PartialOp::Unlimited,
             // partial-io turns WouldBlock into Pending with a wake.
-            Op::Pending => PartialOp::Err(io::ErrorKind::WouldBlock),
+            Op::Pending => return Some(PartialOp::Err(io::ErrorKind::WouldBlock)),
             Op::Err(kind) => {
                 if !matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) {
                     fault.store(true, Ordering::Relaxed);
                 }
-                PartialOp::Err(kind)
+                return Some(PartialOp::Err(kind));
             }
             Op::Eof => {
-                ended = true;
+                self.ended = true;
                 eof.store(true, Ordering::Relaxed);
                 fault.store(true, Ordering::Relaxed);
                 // The call goes on to the gate, which now reports the end.
-                PartialOp::Unlimited
+                return Some(PartialOp::Unlimited);
             }
-        })
-    })
+        };
+        self.last = Some(op.clone());
+        Some(op)
+    }
 }
 
 /// A stream whose reads follow one schedule of [`Op`]s and whose writes (and flushes and
@@ -202,8 +251,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Chaos<S> {
             inner,
             shared: Arc::clone(&shared),
         };
-        let reads = partial_ops(read_ops, Side::Read, Arc::clone(&shared));
-        let writes = partial_ops(write_ops, Side::Write, Arc::clone(&shared));
+        let reads = Ops::new(read_ops, Side::Read, Arc::clone(&shared));
+        let writes = Ops::new(write_ops, Side::Write, Arc::clone(&shared));
         Chaos {
             inner: PartialAsyncWrite::new(PartialAsyncRead::new(gate, reads), writes),
             shared,

@@ -67,14 +67,15 @@ fn expect_bytes(expected: &[u8], actual: &[u8]) -> Result<(), Mismatch> {
 }
 
 /// Checks an echo service's [`Outcome`] under chaos: what came back is the request's beginning,
-/// in order; unless a read fault ended its input early the service read the whole request; and
-/// unless a write fault stopped it, it sent back everything it read.
+/// in order; unless a fault stopped it early (a read fault ends its input, a write fault its
+/// output, and either its reason to go on) the service read the whole request; and unless a
+/// write fault stopped it, it sent back everything it read.
 pub fn check_chaos_echo(request: &[u8], outcome: &Outcome) -> Result<(), Mismatch> {
     let s = outcome.stats;
     let read = usize::try_from(s.read)
         .unwrap_or(usize::MAX)
         .min(request.len());
-    if !s.read_fault && read < request.len() {
+    if !s.read_fault && !s.write_fault && read < request.len() {
         return Err(Mismatch::Unread {
             read: s.read,
             sent: request.len(),
