@@ -259,3 +259,13 @@ fn plays_leave_no_connection_open() {
         open.join("\n")
     );
 }
+
+#[test]
+fn dropping_the_rig_closes_its_server() {
+    let rig = EchoSockets::new().expect("the echo rig starts");
+    let addr = rig.addr();
+    rig.play_and_check(&Schedule::whole(3), b"abc").unwrap();
+    drop(rig);
+    let err = std::net::TcpStream::connect(addr).expect_err("the listener is closed");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+}

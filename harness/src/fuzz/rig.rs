@@ -153,9 +153,11 @@ const SETTLE_YIELDS: usize = 4;
 /// runs it and the client, both kept between inputs. Every play has a deadline; each play's
 /// socket is closed when it returns, and the server's end soon after.
 pub struct EchoSockets {
-    rt: Runtime,
     // The server task lives on this set; dropping it stops the server and closes its sockets.
+    // Declared before the runtime so that it is dropped first, while the runtime's I/O driver
+    // can still deregister them.
     local: LocalSet,
+    rt: Runtime,
     addr: SocketAddr,
     deadline: Duration,
 }
@@ -193,8 +195,8 @@ impl EchoSockets {
         let name = name.to_string();
         local.spawn_local(async move { crate::servers::serve(&name, listener).await });
         Ok(EchoSockets {
-            rt,
             local,
+            rt,
             addr,
             deadline: PLAY_DEADLINE,
         })
