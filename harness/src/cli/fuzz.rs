@@ -47,7 +47,7 @@ pub(super) struct FuzzArgs {
     /// Where reproducers are written.
     #[arg(long, value_name = "DIR", default_value = "fuzz-out")]
     out: PathBuf,
-    /// Inputs run at once (default: the number of cores).
+    /// Inputs run at once (default: four per core).
     #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
     /// Time spent shrinking a failure before its reproducer is written.
@@ -72,7 +72,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 30s)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s)"))?;
     let secs = match unit {
         "us" => n / 1e6,
         "ms" => n / 1e3,
@@ -94,7 +96,9 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
             Server::Cmd(c.clone())
         }
         (None, Some(a)) if !a.ip().is_loopback() => {
-            eprintln!("error: {a} is not a loopback address: sockharness sends traffic only to loopback");
+            eprintln!(
+                "error: {a} is not a loopback address: sockharness sends traffic only to loopback"
+            );
             return Ok(ExitCode::from(EXIT_INVALID));
         }
         (None, Some(a)) => Server::Addr(a),
@@ -117,6 +121,7 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(EXIT_INVALID));
     }
+    seeds.dedup();
     if seeds.is_empty() {
         eprintln!("note: no seeds given: starting from built-in probes (a text line, an HTTP request, a redis PING)");
         seeds = Seeds::probes();
@@ -137,9 +142,10 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         runs: args.runs,
         seed,
         out: args.out,
+        // Inputs mostly wait on the network, so several per core keep the cores busy.
         jobs: args
             .jobs
-            .map_or_else(sockharness::suite::default_jobs, usize::from),
+            .map_or_else(|| 4 * sockharness::suite::default_jobs(), usize::from),
         minimize_for: args.minimize_for,
     };
     eprintln!(
@@ -147,7 +153,8 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         cfg.seeds.scenarios.len(),
         cfg.seeds.streams.len(),
         Dur(cfg.time),
-        cfg.runs.map_or(String::new(), |r| format!(" or {r} inputs"))
+        cfg.runs
+            .map_or(String::new(), |r| format!(" or {r} inputs"))
     );
     let tty = std::io::stderr().is_terminal();
     let mut last_line = std::time::Instant::now();

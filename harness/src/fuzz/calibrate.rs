@@ -80,7 +80,12 @@ pub fn exchange(
                     break End::Open;
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 break End::Open
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break End::Reset,

@@ -16,6 +16,9 @@ use super::calibrate::{Baseline, End};
 /// under test is taken to hang.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a client waits, after the plain answer, for bytes the plain answer did not have.
+pub const EXTRA_WAIT: Duration = Duration::from_millis(2);
+
 /// A seed the fuzzer mutates: a scenario against the server under test.
 #[derive(Debug, Clone)]
 pub struct Seed {
@@ -29,7 +32,7 @@ pub struct Seed {
 }
 
 /// A request and the answer to its plain delivery.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plain {
     /// The request bytes.
     pub request: Vec<u8>,
@@ -43,12 +46,39 @@ pub struct Plain {
 impl Plain {
     /// The scenario in which `clients` clients each send the request, in pieces of `chunk`
     /// bytes taking turns, and each read the plain answer.
-    pub fn scenario(&self, target: &str, clients: u32, chunk: Option<u64>, gap: Duration) -> Scenario {
+    pub fn scenario(
+        &self,
+        target: &str,
+        clients: u32,
+        chunk: Option<u64>,
+        gap: Duration,
+    ) -> Scenario {
         let mut steps = vec![statement(Statement::Target {
             name: target.to_string(),
             source: TargetSource::Builtin("echo".into()),
         })];
-        let names: Vec<String> = (1..=clients.max(1)).map(|i| format!("c{i}")).collect();
+        steps.extend(self.steps(target, "c", clients, chunk, gap));
+        let mut sc = Scenario {
+            steps,
+            ..Scenario::default()
+        };
+        sc.settings.timeout = Some(CASE_TIMEOUT);
+        sc
+    }
+
+    /// The statements of [`Plain::scenario`] without its target, clients named `PREFIX1`...
+    pub fn steps(
+        &self,
+        target: &str,
+        prefix: &str,
+        clients: u32,
+        chunk: Option<u64>,
+        gap: Duration,
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let names: Vec<String> = (1..=clients.max(1))
+            .map(|i| format!("{prefix}{i}"))
+            .collect();
         for n in &names {
             steps.push(statement(Statement::Connect {
                 name: n.clone(),
@@ -85,6 +115,25 @@ impl Plain {
                     }
                     steps.push(s);
                 }
+                if ex.end == End::Open && matches!(self.baseline, Baseline::Exact(_)) {
+                    // Nothing more than the plain answer: a server that answers a request twice,
+                    // or answers pipelined requests only when they arrive apart, shows here.
+                    if n == &names[0] {
+                        steps.push(statement(Statement::Sleep {
+                            duration: EXTRA_WAIT,
+                        }));
+                    }
+                    let mut s = statement(Statement::Recv {
+                        socket: n.clone(),
+                        mode: RecvMode::Once {
+                            size: 64 * 1024,
+                            nowait: true,
+                        },
+                        call: IoCall::Socket,
+                    });
+                    s.expect = Some(result(Expected::Errors(vec!["EAGAIN".into()])));
+                    steps.push(s);
+                }
                 if ex.end == End::Closed {
                     let mut s = statement(Statement::Recv {
                         socket: n.clone(),
@@ -102,12 +151,7 @@ impl Plain {
         for n in &names {
             steps.push(statement(Statement::Close { socket: n.clone() }));
         }
-        let mut sc = Scenario {
-            steps,
-            ..Scenario::default()
-        };
-        sc.settings.timeout = Some(CASE_TIMEOUT);
-        sc
+        steps
     }
 }
 
@@ -178,13 +222,39 @@ pub struct Intruder {
     pub chunk: Option<u64>,
     /// How it leaves.
     pub leave: Leave,
-    /// The server must send the bytes back (`--expect echo`).
+    /// The server must send the bytes back (`--expect echo`): they are sent in the background
+    /// while the echo is read, so that any amount can go through.
     pub echo: bool,
+    /// A small receive buffer: a slow reader, so the server's writes come back short.
+    pub rcvbuf: Option<u64>,
     /// True when the bytes are not a seed's own: the server's answer is unknown.
     pub mutated: bool,
 }
 
 impl Edit {
+    /// The same edit with pauses between pieces where it had none: pieces written back to back
+    /// reach the server in one read or several as timing has it, pauses make that repeatable.
+    pub fn steadied(&self) -> Edit {
+        let apart = Duration::from_millis(1);
+        match self {
+            Edit::Chunk { step, chunk, gap } if gap.is_zero() => Edit::Chunk {
+                step: *step,
+                chunk: *chunk,
+                gap: apart,
+            },
+            Edit::Crowd {
+                clients,
+                chunk,
+                gap,
+            } if gap.is_zero() => Edit::Crowd {
+                clients: *clients,
+                chunk: *chunk,
+                gap: apart,
+            },
+            other => other.clone(),
+        }
+    }
+
     /// Whether this edit changes only how bytes travel, not which bytes.
     pub fn transport_only(&self) -> bool {
         !matches!(self, Edit::Intruder(i) if i.mutated)
@@ -196,9 +266,17 @@ impl fmt::Display for Edit {
         use crate::script::{Dur, Size};
         match self {
             Edit::Chunk { step, chunk, gap } => {
-                write!(f, "send of step {} in pieces of {} gap {}", step + 1, Size(*chunk), Dur(*gap))
+                write!(
+                    f,
+                    "send of step {} in pieces of {} gap {}",
+                    step + 1,
+                    Size(*chunk),
+                    Dur(*gap)
+                )
             }
-            Edit::Pause { step, pause } => write!(f, "pause {} before step {}", Dur(*pause), step + 1),
+            Edit::Pause { step, pause } => {
+                write!(f, "pause {} before step {}", Dur(*pause), step + 1)
+            }
             Edit::RcvBuf { step, size } => write!(f, "rcvbuf={} on step {}", Size(*size), step + 1),
             Edit::HalfClose { step } => write!(f, "half-close after step {}", step + 1),
             Edit::Intruder(i) => write!(
@@ -206,7 +284,8 @@ impl fmt::Display for Edit {
                 "another client sends {} {}bytes{} and {}",
                 i.data.len(),
                 if i.mutated { "mutated " } else { "" },
-                i.chunk.map_or(String::new(), |c| format!(" in pieces of {c}")),
+                i.chunk
+                    .map_or(String::new(), |c| format!(" in pieces of {c}")),
                 match i.leave {
                     Leave::Close => "closes",
                     Leave::HalfClose => "half-closes",
@@ -214,7 +293,11 @@ impl fmt::Display for Edit {
                     Leave::Stall => "stalls",
                 }
             ),
-            Edit::Crowd { clients, chunk, gap } => write!(
+            Edit::Crowd {
+                clients,
+                chunk,
+                gap,
+            } => write!(
                 f,
                 "{clients} clients interleaved in pieces of {} gap {}",
                 Size(*chunk),
@@ -252,7 +335,11 @@ impl Case {
 
 fn crowd(e: &Edit) -> Option<(u32, u64, Duration)> {
     match e {
-        Edit::Crowd { clients, chunk, gap } => Some((*clients, *chunk, *gap)),
+        Edit::Crowd {
+            clients,
+            chunk,
+            gap,
+        } => Some((*clients, *chunk, *gap)),
         _ => None,
     }
 }
@@ -341,7 +428,9 @@ fn apply(seed: &Scenario, edits: &[Edit]) -> Scenario {
     for edit in edits {
         match edit {
             Edit::Chunk { step, chunk, gap } => {
-                if let Some(Statement::Send { mode, .. }) = steps.get_mut(*step).map(|s| &mut s.statement) {
+                if let Some(Statement::Send { mode, .. }) =
+                    steps.get_mut(*step).map(|s| &mut s.statement)
+                {
                     if matches!(mode, SendMode::Blocking { .. }) {
                         *mode = SendMode::Blocking {
                             chunk: Some((*chunk).max(1)),
@@ -356,12 +445,15 @@ fn apply(seed: &Scenario, edits: &[Edit]) -> Scenario {
                 }
             }
             Edit::RcvBuf { step, size } => {
-                if let Some(Statement::Connect { opts, .. }) = steps.get_mut(*step).map(|s| &mut s.statement) {
+                if let Some(Statement::Connect { opts, .. }) =
+                    steps.get_mut(*step).map(|s| &mut s.statement)
+                {
                     opts.rcvbuf = Some(*size);
                 }
             }
             Edit::HalfClose { step } => {
-                if let Some(Statement::Send { socket, .. }) = steps.get(*step).map(|s| &s.statement) {
+                if let Some(Statement::Send { socket, .. }) = steps.get(*step).map(|s| &s.statement)
+                {
                     after[*step].push(statement(Statement::Shutdown {
                         socket: socket.clone(),
                         how: ShutdownHow::Write,
@@ -396,29 +488,46 @@ fn intruder_steps(name: &str, target: &str, i: &Intruder) -> Vec<Step> {
         to: Endpoint::Name(target.to_string()),
         opts: SockOpts {
             nodelay: true,
+            rcvbuf: i.rcvbuf,
             ..SockOpts::default()
         },
     })];
+    let writer = format!("{name}_w");
+    let echoed = i.echo && !i.data.is_empty() && matches!(i.leave, Leave::Close | Leave::HalfClose);
     // A server may answer bytes it does not like by closing or resetting: writing on, the
     // client then sees EPIPE or ECONNRESET, which says nothing against the server.
     let racing = |errors: &[&str]| Expectation {
-        result: Some(Expected::OkOr(errors.iter().map(|e| e.to_string()).collect())),
+        result: Some(Expected::OkOr(
+            errors.iter().map(|e| e.to_string()).collect(),
+        )),
         within: None,
     };
     if !i.data.is_empty() {
         let mut s = statement(Statement::Send {
             socket: name.to_string(),
-            data: Data::Bytes(i.data.clone()),
+            data: literal(&i.data),
             mode: SendMode::Blocking {
                 chunk: i.chunk,
                 gap: None,
             },
             call: IoCall::Socket,
         });
-        if !i.echo {
+        if echoed {
+            s.background = Some(writer.clone());
+        } else if !i.echo {
             s.expect = Some(racing(&["EPIPE", "ECONNRESET"]));
         }
         steps.push(s);
+    }
+    if echoed {
+        let mut s = statement(Statement::Recv {
+            socket: name.to_string(),
+            mode: RecvMode::Exact(i.data.len() as u64),
+            call: IoCall::Socket,
+        });
+        s.expect = Some(result(Expected::Sent(name.to_string())));
+        steps.push(s);
+        steps.push(statement(Statement::Wait { handle: writer }));
     }
     if i.leave == Leave::HalfClose {
         let mut s = statement(Statement::Shutdown {
@@ -428,15 +537,6 @@ fn intruder_steps(name: &str, target: &str, i: &Intruder) -> Vec<Step> {
         if !i.echo {
             s.expect = Some(racing(&["ENOTCONN", "ECONNRESET", "EPIPE"]));
         }
-        steps.push(s);
-    }
-    if i.echo && !i.data.is_empty() && matches!(i.leave, Leave::Close | Leave::HalfClose) {
-        let mut s = statement(Statement::Recv {
-            socket: name.to_string(),
-            mode: RecvMode::Exact(i.data.len() as u64),
-            call: IoCall::Socket,
-        });
-        s.expect = Some(result(Expected::Sent(name.to_string())));
         steps.push(s);
     }
     match i.leave {
@@ -462,5 +562,25 @@ pub fn append_crash_check(sc: &mut Scenario) {
             target: name,
             running: true,
         }));
+    }
+}
+
+/// Ends `sc` with a plain exchange on a new connection: the server must still accept and
+/// answer after the case, whatever the case did to it.
+pub fn append_health(sc: &mut Scenario, plain: &Plain) {
+    let target = first_target(sc);
+    let prefix = fresh_name(sc, "health");
+    let steps = plain.steps(&target, &format!("{prefix}_c"), 1, None, Duration::ZERO);
+    sc.steps.extend(steps);
+}
+
+/// `bytes` as a data literal: `pattern(SIZE)` where they are that pattern, so a big reproducer
+/// stays small.
+fn literal(bytes: &[u8]) -> Data {
+    let pattern = Data::Pattern(bytes.len() as u64);
+    if bytes.len() > 64 && pattern.bytes() == bytes {
+        pattern
+    } else {
+        Data::Bytes(bytes.to_vec())
     }
 }

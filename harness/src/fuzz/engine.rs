@@ -12,7 +12,7 @@ use crate::sandbox::Isolation;
 use crate::script::{self, Scenario, TargetSource};
 
 use super::calibrate::{self, Baseline};
-use super::case::{Case, Plain, Seed};
+use super::case::{Case, Edit, Plain, Seed, CASE_TIMEOUT};
 use super::minimize;
 use super::mutate::{self, Shape};
 use super::seed::Seeds;
@@ -152,6 +152,8 @@ pub(super) struct Fuzzer<'a> {
     pub(super) cfg: &'a Config,
     pub(super) server: Mutex<Running>,
     pub(super) seeds: Vec<Seed>,
+    /// The plain exchange that follows a case being confirmed, minimised or reproduced.
+    pub(super) health: Option<Plain>,
 }
 
 /// Settling time after a case before the server's process is checked: a crash caused by the
@@ -205,6 +207,32 @@ impl Fuzzer<'_> {
         let sc = case.scenario(&self.seeds[case.seed], &self.source());
         Ok(self.run(&sc, SETTLE))
     }
+
+    /// A server just started (one that was already running is only checked): what a case
+    /// does to it is then the case's doing, not what came before.
+    pub(super) fn fresh(&self) -> Result<(), FuzzError> {
+        let mut s = self.lock();
+        if matches!(self.cfg.server, Server::Cmd(_)) || !s.alive() {
+            return s.restart();
+        }
+        Ok(())
+    }
+
+    /// The scenario of `case` on `seed`, followed by the health exchange.
+    pub(super) fn with_health(&self, seed: &Seed, case: &Case, source: &TargetSource) -> Scenario {
+        let mut sc = case.scenario(seed, source);
+        if let Some(h) = &self.health {
+            super::case::append_health(&mut sc, h);
+        }
+        sc
+    }
+
+    /// Runs `case` on `seed` alone, on a fresh server, followed by the health exchange.
+    pub(super) fn check_fresh(&self, seed: &Seed, case: &Case) -> Result<Verdict, FuzzError> {
+        self.fresh()?;
+        let sc = self.with_health(seed, case, &self.source());
+        Ok(self.run(&sc, SETTLE))
+    }
 }
 
 /// Fuzzes the server as `cfg` says; `progress` hears how it goes about twice a second.
@@ -220,6 +248,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         cfg,
         server: Mutex::new(server),
         seeds: Vec::new(),
+        health: None,
     };
     let mut given = cfg.seeds.clone();
     given.dedup();
@@ -233,7 +262,13 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         };
         let t = Instant::now();
         let v = fz.check(&case)?;
-        shape.weight = 1.0 / (t.elapsed().as_secs_f64() * 1000.0 + 2.0);
+        let cost = t.elapsed();
+        shape.weight = 1.0 / (cost.as_secs_f64() * 1000.0 + 2.0);
+        // Past a few times what the seed takes plainly, a case is hanging: say so then, not at
+        // the seed's own (generous) deadline.
+        let settings = &mut fz.seeds[i].scenario.settings;
+        let own = settings.timeout.unwrap_or(run::DEFAULT_TIMEOUT);
+        settings.timeout = Some(own.min(CASE_TIMEOUT.max(cost * 4)));
         if v.failed() {
             if let Some(found) = conclude(&fz, case, v, started, 0, &mut progress, &mut report)? {
                 report.found.push(found);
@@ -333,8 +368,12 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             .collect::<Vec<_>>();
         let mut confirmed = None;
         'suspects: for (_, case) in suspects {
-            for _ in 0..2 {
-                let v = fz.check(&case)?;
+            let steadied = Case {
+                seed: case.seed,
+                edits: case.edits.iter().map(Edit::steadied).collect(),
+            };
+            for case in [case.clone(), case, steadied] {
+                let v = fz.check_fresh(&fz.seeds[case.seed], &case)?;
                 if v.failed() {
                     confirmed = Some((case, v));
                     break 'suspects;
@@ -358,7 +397,11 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 report.notes.push(format!(
                     "input {i} failed ({}) but did not fail again when replayed alone: {}",
                     describe(v),
-                    case.edits.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+                    case.edits
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ));
                 if jobs > 1 {
                     // Inputs running at once disturb each other here (the server shares state
@@ -369,7 +412,8 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 fz.ensure_alive()?;
             }
         }
-        if Instant::now() >= deadline || cfg.runs.is_some_and(|r| next.load(Ordering::Relaxed) >= r) {
+        if Instant::now() >= deadline || cfg.runs.is_some_and(|r| next.load(Ordering::Relaxed) >= r)
+        {
             break;
         }
     }
@@ -448,6 +492,11 @@ fn prepare(fz: &mut Fuzzer<'_>, given: &Seeds, report: &mut Report) -> Result<()
     if seeds.is_empty() {
         return Err(FuzzError::NoSeeds);
     }
+    fz.health = seeds
+        .iter()
+        .filter_map(|s| s.plain.as_ref())
+        .find(|p| p.baseline.exchange().is_some())
+        .cloned();
     fz.seeds = seeds;
     Ok(())
 }
@@ -491,8 +540,16 @@ fn conclude(
         restarts: fz.lock().restarts,
         phase: Phase::Minimizing,
     });
-    let min = minimize::minimize(fz, &case, &verdict, fz.cfg.minimize_for)?;
-    let name = format!("fuzz-{}-seed{}-{}.scenario", oracle(&verdict), fz.cfg.seed, inputs);
+    // Shrinking stays within the run's time, but always gets a few seconds.
+    let left = (started + fz.cfg.time).saturating_duration_since(Instant::now());
+    let budget = fz.cfg.minimize_for.min(left.max(Duration::from_secs(5)));
+    let min = minimize::minimize(fz, &case, &verdict, budget)?;
+    let name = format!(
+        "fuzz-{}-seed{}-{}.scenario",
+        oracle(&verdict),
+        fz.cfg.seed,
+        inputs
+    );
     let path = fz.cfg.out.join(name);
     let original = fz.seeds[case.seed].clone();
     // Checked the way a user will run it, against a freshly started server, before it counts;
@@ -501,7 +558,7 @@ fn conclude(
     let tries = 3;
     let mut chosen = None;
     for (seed, case) in [(&min.seed, &min.case), (&original, &case)] {
-        let (text, sc) = reproducer(fz.cfg, &verdict, seed, case);
+        let (text, sc) = reproducer(fz, &verdict, seed, case);
         let (reproduced, last) = replay(&path, &text, tries)?;
         if reproduced > 0 {
             chosen = Some((text, sc, reproduced, last, case.clone()));
@@ -550,8 +607,9 @@ fn conclude(
 }
 
 /// The reproducer of `case` on `seed`, as text and as the scenario it holds.
-fn reproducer(cfg: &Config, v: &Verdict, seed: &Seed, case: &Case) -> (String, Scenario) {
-    let mut sc = case.scenario(seed, &cfg.server.source());
+fn reproducer(fz: &Fuzzer<'_>, v: &Verdict, seed: &Seed, case: &Case) -> (String, Scenario) {
+    let cfg = fz.cfg;
+    let mut sc = fz.with_health(seed, case, &cfg.server.source());
     if matches!(v, Verdict::Crash(..)) && matches!(cfg.server, Server::Cmd(_)) {
         // The server's exit may come just after the last statement.
         super::case::append_crash_check(&mut sc);

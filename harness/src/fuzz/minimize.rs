@@ -38,25 +38,22 @@ impl Shrinker<'_, '_> {
             return Ok(false);
         }
         self.attempts += 1;
-        self.fz.ensure_alive()?;
-        let sc = case.scenario(seed, &self.fz.source());
         // A shrunk seed must still be a valid scenario.
+        let sc = case.scenario(seed, &self.fz.source());
         if script::parse("candidate", sc.to_string().as_bytes()).is_err() {
             return Ok(false);
         }
-        if !self.fz.run(&sc, Duration::from_millis(20)).same(self.target) {
+        if !self.fz.check_fresh(seed, case)?.same(self.target) {
             return Ok(false);
         }
         if !reference {
             return Ok(true);
         }
-        self.fz.ensure_alive()?;
         let plain = Case {
             seed: case.seed,
             edits: Vec::new(),
-        }
-        .scenario(seed, &self.fz.source());
-        Ok(!self.fz.run(&plain, Duration::from_millis(20)).failed())
+        };
+        Ok(!self.fz.check_fresh(seed, &plain)?.failed())
     }
 }
 
@@ -102,9 +99,8 @@ pub(super) fn minimize(
         };
         while piece >= 1 && !s.spent() {
             let mut at = 0;
-            loop {
-                let Edit::Intruder(x) = &case.edits[i] else { break };
-                if at >= x.data.len() {
+            while let Edit::Intruder(x) = &case.edits[i] {
+                if at >= x.data.len() || s.spent() {
                     break;
                 }
                 let mut c = case.clone();
@@ -127,7 +123,12 @@ pub(super) fn minimize(
     }
     // Fewer clients, bigger pieces.
     for i in 0..case.edits.len() {
-        if let Edit::Crowd { clients, chunk, gap } = case.edits[i].clone() {
+        if let Edit::Crowd {
+            clients,
+            chunk,
+            gap,
+        } = case.edits[i].clone()
+        {
             for (cl, ch) in [(2, chunk), (clients, chunk * 2), (clients, chunk * 4)] {
                 if (cl, ch) == (clients, chunk) {
                     continue;

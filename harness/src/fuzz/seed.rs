@@ -54,7 +54,9 @@ pub enum SeedError {
     #[error("{0}")]
     Parse(script::Diagnostics),
     /// A seed scenario names no target, so there is nothing to point at the server under test.
-    #[error("{0}: the seed scenario has no `target` statement for the server under test to replace")]
+    #[error(
+        "{0}: the seed scenario has no `target` statement for the server under test to replace"
+    )]
     NoTarget(String),
     /// A pcap file could not be decoded.
     #[error("{path}: {source}")]

@@ -1,0 +1,214 @@
+//! `sockharness fuzz` as a user runs it, against the bundled servers started as commands: it
+//! finds what is broken, writes a reproducer that fails under `sockharness run`, reports nothing
+//! against a correct server, and refuses bad usage with status 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sockharness")
+}
+
+fn seed(protocol: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-seeds")
+        .join(format!("{protocol}.scenario"))
+        .display()
+        .to_string()
+}
+
+/// The bundled server `name` as a command the fuzzer starts.
+fn server(name: &str) -> String {
+    format!("{} serve {name} --listen 127.0.0.1:{{port}}", bin())
+}
+
+fn fuzz(args: &[&str], out: &Path) -> Output {
+    Command::new(bin())
+        .arg("fuzz")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn reproducers(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[track_caller]
+fn finds(server_name: &str, protocol: &str, extra: &[&str], oracle: &str) {
+    let out = tempfile::tempdir().expect("temp dir");
+    let cmd = server(server_name);
+    let seed = seed(protocol);
+    let mut args = vec![
+        "--cmd",
+        &cmd,
+        "--seed-scenario",
+        &seed,
+        "--time",
+        "60s",
+        "--seed",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let r = fuzz(&args, out.path());
+    let stdout = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{}", text(&r.stderr));
+    assert!(stdout.contains(&format!("FAIL {oracle}")), "{stdout}");
+    let files = reproducers(out.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let body = std::fs::read_to_string(&files[0]).expect("reproducer");
+    assert!(
+        body.contains(&cmd),
+        "the reproducer names the server as given:\n{body}"
+    );
+    // The reproducer alone, as a user would run it, fails while the bug is there...
+    let run = Command::new(bin())
+        .arg("run")
+        .arg(&files[0])
+        .output()
+        .expect("runs");
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
+    // ... and passes against the correct server.
+    let fixed = body.replace(&cmd, &server(protocol));
+    let fixed_path = out.path().join("fixed.scenario");
+    std::fs::write(&fixed_path, fixed).expect("writable");
+    let run = Command::new(bin())
+        .arg("run")
+        .arg(&fixed_path)
+        .output()
+        .expect("runs");
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stdout));
+}
+
+#[test]
+fn a_server_that_takes_one_read_for_a_message_is_caught_by_transport_invariance() {
+    finds("echo-one-read", "echo", &[], "mismatch");
+}
+
+#[test]
+fn a_server_that_exits_on_a_reset_is_caught_restarted_and_reproduced() {
+    finds("echo-exit-on-reset", "echo", &["--expect", "echo"], "crash");
+}
+
+#[test]
+fn a_server_that_serves_one_client_at_a_time_hangs_behind_a_stalled_client() {
+    finds("echo-one-at-a-time", "echo", &[], "hang");
+}
+
+#[test]
+fn a_correct_server_gives_no_failures() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let cmd = server("http");
+    let seed = seed("http");
+    let r = fuzz(
+        &[
+            "--cmd",
+            &cmd,
+            "--seed-scenario",
+            &seed,
+            "--runs",
+            "1500",
+            "--time",
+            "60s",
+            "--seed",
+            "3",
+        ],
+        out.path(),
+    );
+    let stdout = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{stdout}\n{}", text(&r.stderr));
+    assert!(stdout.contains("1500 inputs"), "{stdout}");
+    assert!(stdout.contains("0 failures"), "{stdout}");
+    assert!(reproducers(out.path()).is_empty());
+}
+
+#[test]
+fn request_bytes_from_a_corpus_are_compared_with_their_plain_answer() {
+    // No scenario at all: the fuzzer learns the answer to plain delivery and holds every
+    // transport mutation to it.
+    let out = tempfile::tempdir().expect("temp dir");
+    let corpus = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        corpus.path().join("get"),
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .expect("writable");
+    let corpus = corpus.path().display().to_string();
+    let cmd = server("http-one-read");
+    let r = fuzz(
+        &[
+            "--cmd", &cmd, "--corpus", &corpus, "--time", "60s", "--seed", "1",
+        ],
+        out.path(),
+    );
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stdout));
+    let files = reproducers(out.path());
+    let run = Command::new(bin())
+        .arg("run")
+        .arg(&files[0])
+        .output()
+        .expect("runs");
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
+}
+
+#[test]
+fn bad_usage_is_status_2() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let cmd = server("echo");
+    for args in [
+        vec![],
+        vec!["--cmd", &cmd, "--expect", "sometimes"],
+        vec!["--cmd", &cmd, "--seed-scenario", "/nonexistent.scenario"],
+        vec!["--addr", "192.0.2.1:80"],
+        vec!["--cmd", &cmd, "--time", "5 parsecs"],
+    ] {
+        let r = fuzz(&args, out.path());
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {}", text(&r.stderr));
+        assert!(!r.stderr.is_empty(), "{args:?} says what is wrong");
+    }
+    // A seed with no target has nothing for the server under test to replace.
+    let plain = out.path().join("plain.scenario");
+    std::fs::write(&plain, "listen srv\nconnect c to srv\n").expect("writable");
+    let r = fuzz(
+        &[
+            "--cmd",
+            &cmd,
+            "--seed-scenario",
+            &plain.display().to_string(),
+        ],
+        out.path(),
+    );
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        text(&r.stderr).contains("no `target` statement"),
+        "{}",
+        text(&r.stderr)
+    );
+}
+
+#[test]
+fn a_server_that_never_listens_is_reported_not_fuzzed() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let r = fuzz(
+        &["--cmd", "echo not a server; exit 3", "--time", "10s"],
+        out.path(),
+    );
+    let stderr = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("exited (exit status: 3) before it listened"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not a server"),
+        "its output is shown: {stderr}"
+    );
+}
