@@ -170,6 +170,30 @@ mod tests {
     }
 
     #[test]
+    fn ok_or_errors_takes_success_or_a_listed_error_only() {
+        let want = Expected::OkOr(vec!["EPIPE".into(), "ECONNRESET".into()]);
+        let sent = Actual::Sent { count: 3, start: 0 };
+        assert!(check_result(Some(&want), &sent, |_| vec![]).is_ok());
+        let pipe = Actual::Failed(io::Error::from_raw_os_error(libc::EPIPE));
+        assert!(check_result(Some(&want), &pipe, |_| vec![]).is_ok());
+        let refused = Actual::Failed(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        let m = check_result(Some(&want), &refused, |_| vec![]).unwrap_err();
+        assert_eq!(m.expected, "ok|EPIPE|ECONNRESET");
+        let parsed = crate::script::parse(
+            "x",
+            b"listen srv\nconnect c to srv\nsend c \"x\" == ok|EPIPE|ECONNRESET\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.steps[2].expect.as_ref().unwrap().result, Some(want));
+        assert!(parsed.to_string().contains("== ok|EPIPE|ECONNRESET"));
+        assert!(crate::script::parse(
+            "x",
+            b"listen srv\nconnect c to srv\nsend c \"x\" == ok|EOF\n"
+        )
+        .is_err());
+    }
+
+    #[test]
     fn data_mismatch_reports_the_first_difference() {
         let want = Expected::Data(Data::from("hello world"));
         let m = check_result(Some(&want), &read(b"hello wOrld"), |_| vec![]).unwrap_err();
