@@ -13,6 +13,7 @@ use crate::script::{self, Scenario, TargetSource};
 
 use super::calibrate::{self, Baseline};
 use super::case::{Case, Edit, Plain, Seed, CASE_TIMEOUT};
+use super::leak;
 use super::minimize;
 use super::mutate::{self, Shape};
 use super::seed::Seeds;
@@ -283,6 +284,9 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         }
     }
     let streams: Vec<Vec<u8>> = given.streams.iter().map(|s| s.bytes.clone()).collect();
+    // The server's descriptors when idle, once the seed checks' connections are closed.
+    std::thread::sleep(Duration::from_millis(200));
+    let idle = fz.lock().fds();
     let mut jobs = cfg.jobs.max(1);
     let echo = matches!(cfg.expect, Some(Expect::Echo));
     let next = AtomicU64::new(0);
@@ -291,6 +295,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         let stop = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<(u64, Case, Verdict)>();
         let mut failing: Vec<(u64, Case, Verdict)> = Vec::new();
+        let mut leaking = None;
         let mut recent: Vec<(u64, Case)> = Vec::new();
         std::thread::scope(|scope| {
             for _ in 0..jobs {
@@ -336,6 +341,13 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 }
                 if last.elapsed() >= Duration::from_millis(500) {
                     last = Instant::now();
+                    let fds = fz.lock().fds();
+                    if let (Some(idle), Some(now)) = (idle, fds) {
+                        if now > idle + leak::margin(jobs) && leaking.is_none() {
+                            leaking = Some(now);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
                     progress(&Progress {
                         inputs: report.inputs,
                         elapsed: started.elapsed(),
@@ -346,6 +358,35 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 }
             }
         });
+        // A failure may be a leak's symptom (out of descriptors, it stops accepting), and the
+        // replays that follow restart the server, which hides the leak: look at it first.
+        let high = |fds: Option<u64>| matches!((idle, fds), (Some(i), Some(n)) if n > i + leak::margin(jobs));
+        if let (Some(idle), true) = (
+            idle,
+            leaking.is_some() || (!failing.is_empty() && high(fz.lock().fds())),
+        ) {
+            // With every input finished, what is still open is the server's own doing.
+            std::thread::sleep(Duration::from_millis(500));
+            let now = fz.lock().fds().unwrap_or(0);
+            let seen = leaking.unwrap_or(now);
+            if now > idle + leak::margin(jobs) {
+                if let Some(found) =
+                    conclude_leak(&fz, idle, seen.max(now), started, report.inputs)?
+                {
+                    report.found.push(found);
+                    break;
+                }
+                report.notes.push(format!(
+                    "the server held {now} descriptors after {} inputs (idle: {idle}), but {} connections opened and closed on a fresh server did not show it",
+                    report.inputs,
+                    leak::CONNECTIONS
+                ));
+                fz.fresh()?;
+            }
+            if failing.is_empty() && Instant::now() < deadline {
+                continue;
+            }
+        }
         if failing.is_empty() {
             break;
         }
@@ -599,6 +640,67 @@ fn conclude(
         statements: sc.steps.len(),
         bytes: text.len(),
         reproducer: path,
+        reproduced,
+        tries,
+        after: started.elapsed(),
+        inputs,
+    }))
+}
+
+/// Writes and checks the reproducer of a descriptor leak; `None` when a fresh server does not
+/// show it.
+fn conclude_leak(
+    fz: &Fuzzer<'_>,
+    idle: u64,
+    seen: u64,
+    started: Instant,
+    inputs: u64,
+) -> Result<Option<Found>, FuzzError> {
+    let Some(plain) = &fz.health else {
+        return Ok(None);
+    };
+    let cfg = fz.cfg;
+    let what = format!(
+        "the server's open descriptors grew from {idle} to {seen} over {inputs} inputs and stayed up after its clients left"
+    );
+    let header = format!(
+        "# Found by sockharness fuzz (--seed {}).\n# Failure: {what}.\n# Reproduce: sockharness run THIS_FILE (it fails while the bug is there)\n",
+        cfg.seed
+    );
+    let target = crate::script::Step {
+        statement: crate::script::Statement::Target {
+            name: "srv".into(),
+            source: cfg.server.source(),
+        },
+        background: None,
+        expect: None,
+        origin: None,
+    };
+    let text = leak::reproducer(&target.to_string(), plain, idle, &header);
+    let path = cfg
+        .out
+        .join(format!("fuzz-leak-seed{}-{inputs}.scenario", cfg.seed));
+    let tries = 3;
+    let (reproduced, last) = replay(&path, &text, tries)?;
+    if reproduced == 0 {
+        return Ok(None);
+    }
+    write(&path, &text)?;
+    let statements = script::parse("leak", text.as_bytes()).map_or(0, |s| s.steps.len());
+    Ok(Some(Found {
+        oracle: "leak".into(),
+        failure: last.unwrap_or_else(|| Failure {
+            line: 0,
+            statement: String::new(),
+            expected: "the server's descriptors back to its idle count".into(),
+            actual: what.clone(),
+            detail: None,
+        }),
+        exit: None,
+        how: what,
+        reproducer: path,
+        statements,
+        bytes: text.len(),
         reproduced,
         tries,
         after: started.elapsed(),

@@ -17,6 +17,7 @@ pub mod calibrate;
 pub mod case;
 pub mod chaos;
 pub mod engine;
+pub mod leak;
 mod minimize;
 pub mod mutate;
 pub mod rig;

@@ -102,6 +102,11 @@ impl Running {
         p.exited().map(|s| format!("{s}{}", tail(p)))
     }
 
+    /// Its open descriptors, where it is a process of ours.
+    pub(super) fn fds(&self) -> Option<u64> {
+        self.process.as_ref().and_then(|p| p.fds().ok())
+    }
+
     /// Whether it still answers: its process lives, or (at an address) it accepts a connection.
     pub(super) fn alive(&mut self) -> bool {
         match &self.server {

@@ -144,7 +144,25 @@ impl Process {
 
     /// Open file descriptors (Linux `/proc`).
     pub(crate) fn fds(&self) -> io::Result<u64> {
-        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))?.count() as u64)
+        // The command runs under `sh -c`, which may or may not exec it: count the descriptors
+        // of every process in the target's process group, the shell's few included.
+        let leader = self.child.id();
+        let mut total = std::fs::read_dir(format!("/proc/{leader}/fd"))?.count() as u64;
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != leader && process_group(pid) == Some(leader) {
+                if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                    total += fds.count() as u64;
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// The last `lines` lines it printed.
@@ -207,4 +225,12 @@ pub(crate) fn listening(port: u16) -> bool {
 /// The address a `cmd` target listens on.
 pub(crate) fn cmd_addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The process group of `pid`, from `/proc/PID/stat` (the fifth field, after the command name
+/// in parentheses, which may itself hold spaces and parentheses).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
