@@ -193,7 +193,16 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
                     "{}: expected {}, got {}",
                     f.failure.statement, f.failure.expected, f.failure.actual
                 ),
-                |e| format!("the server exited ({e})")
+                |e| format!(
+                    "the server exited ({}); the reproducer fails at {}: expected {}, got {}",
+                    e.lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end_matches("; its last output:"),
+                    f.failure.statement,
+                    f.failure.expected,
+                    f.failure.actual
+                )
             )
         );
         say!("  how: {}", f.how);

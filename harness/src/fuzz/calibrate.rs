@@ -35,6 +35,8 @@ pub enum Baseline {
     Length(Exchange),
     /// Not even the length repeats: the answer cannot be compared.
     Unstable,
+    /// Plain delivery broke the connection or the server: the request is a finding in itself.
+    Broke,
 }
 
 impl Baseline {
@@ -42,7 +44,7 @@ impl Baseline {
     pub fn exchange(&self) -> Option<&Exchange> {
         match self {
             Baseline::Exact(e) | Baseline::Length(e) => Some(e),
-            Baseline::Unstable => None,
+            Baseline::Unstable | Baseline::Broke => None,
         }
     }
 }

@@ -125,6 +125,12 @@ pub(crate) fn check_result(
                 None => Err(mismatch(None)),
             };
         }
+        Some(Expected::Matches(re)) => {
+            // The parser checked that it compiles.
+            let holds =
+                regex::bytes::Regex::new(re).is_ok_and(|r| read.is_some_and(|got| r.is_match(got)));
+            return if holds { Ok(()) } else { Err(mismatch(None)) };
+        }
         Some(Expected::Sent(s)) => {
             let want = sent(s);
             return match read {

@@ -444,6 +444,9 @@ pub enum Expected {
     Size(u64),
     /// Every byte the named socket has written so far.
     Sent(String),
+    /// The bytes read match this regular expression (`matches "RE"`, extension; the syntax of
+    /// the regex crate, unanchored unless it says `^` or `$`).
+    Matches(String),
 }
 
 /// A property of a socket or listener.

@@ -787,6 +787,26 @@ impl LineParser<'_> {
             Some(Tok::Ident(w)) if w == "pattern" || w == "random" => {
                 Ok(Expected::Data(self.data(names)?))
             }
+            Some(Tok::Ident(w)) if w == "matches" => {
+                self.pos += 1;
+                let Some(Tok::Str(b)) = self.peek().cloned() else {
+                    return Err(
+                        self.error("a regular expression as a string: matches \"^HTTP/1\\.1 200\"")
+                    );
+                };
+                self.pos += 1;
+                let re = String::from_utf8(b).map_err(|_| {
+                    Problem::new(self.prev_span(), "the regular expression is not UTF-8")
+                })?;
+                if let Err(e) = regex::bytes::Regex::new(&re) {
+                    let first = e.to_string().lines().last().unwrap_or_default().to_string();
+                    return Err(Problem::new(
+                        self.prev_span(),
+                        format!("not a regular expression: {first}"),
+                    ));
+                }
+                Ok(Expected::Matches(re))
+            }
             Some(Tok::Ident(_)) => {
                 let mut errors = Vec::new();
                 loop {
@@ -819,7 +839,10 @@ impl LineParser<'_> {
             }
             Some(Tok::Number(_)) => Ok(Expected::Size(self.size()?)),
             Some(Tok::Str(_)) | Some(Tok::Hex(_)) => Ok(Expected::Data(self.data(names)?)),
-            _ => Err(self.error("a result: ok, EOF, an errno, data, a size or sent(S)")),
+            _ => {
+                Err(self
+                    .error("a result: ok, EOF, an errno, data, a size, sent(S) or matches \"RE\""))
+            }
         }
     }
 

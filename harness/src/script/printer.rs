@@ -109,6 +109,7 @@ impl Display for Expected {
             Expected::Data(d) => write!(f, "{d}"),
             Expected::Size(n) => write!(f, "{}", Size(*n)),
             Expected::Sent(s) => write!(f, "sent({s})"),
+            Expected::Matches(re) => write!(f, "matches \"{}\"", super::escape(re.as_bytes())),
         }
     }
 }

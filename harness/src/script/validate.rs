@@ -205,9 +205,13 @@ pub(crate) fn validate(steps: &[ParsedStep], maybe_defined: &HashSet<String>) ->
             let results = results_of(statement_for_results);
             let v = verb(statement_for_results);
             let bad = match expected {
-                Expected::Data(_) | Expected::Sent(_) | Expected::Eof if !results.data => Some(
-                    format!("`{v}` reads no data, so its result cannot be data or EOF"),
-                ),
+                Expected::Data(_) | Expected::Sent(_) | Expected::Matches(_) | Expected::Eof
+                    if !results.data =>
+                {
+                    Some(format!(
+                        "`{v}` reads no data, so its result cannot be data or EOF"
+                    ))
+                }
                 Expected::Size(_) if !results.size => Some(format!(
                     "`{v}` moves no bytes, so its result cannot be a size"
                 )),
