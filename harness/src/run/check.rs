@@ -100,6 +100,13 @@ pub(crate) fn check_result(
     let holds = match expected {
         None | Some(Expected::Ok) => actual.succeeded(),
         Some(Expected::Eof) => matches!(actual, Actual::Eof { .. }) || read == Some(&[][..]),
+        Some(Expected::EofOr(names)) => {
+            matches!(actual, Actual::Eof { .. })
+                || read == Some(&[][..])
+                || matches!(actual, Actual::Failed(e) if names
+                    .iter()
+                    .any(|n| errno::number(n).is_some() && errno::number(n) == e.raw_os_error()))
+        }
         Some(Expected::OkOr(names)) => {
             actual.succeeded()
                 || matches!(actual, Actual::Failed(e) if names
@@ -192,6 +199,22 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.steps[2].expect.as_ref().unwrap().result, Some(want));
         assert!(parsed.to_string().contains("== ok|EPIPE|ECONNRESET"));
+        let eof_or = Expected::EofOr(vec!["ECONNRESET".into()]);
+        let reset = Actual::Failed(io::Error::from_raw_os_error(libc::ECONNRESET));
+        assert!(check_result(Some(&eof_or), &reset, |_| vec![]).is_ok());
+        assert!(check_result(Some(&eof_or), &read(b""), |_| vec![]).is_ok());
+        assert!(check_result(Some(&eof_or), &read(b"x"), |_| vec![]).is_err());
+        let want = Expected::Matches("^HTTP/1\\.[01] [0-9]{3} ".into());
+        assert!(check_result(Some(&want), &read(b"HTTP/1.1 200 OK\r\n"), |_| vec![]).is_ok());
+        assert!(check_result(Some(&want), &read(b"HTTP/1.1 2000"), |_| vec![]).is_err());
+        let text = "listen srv\nconnect c to srv\nrecv c exact 3 == matches \"^a.\\\\d\"\nrecv c 1 == EOF|ECONNRESET\n";
+        let parsed = crate::script::parse("x", text.as_bytes()).unwrap();
+        assert_eq!(parsed.to_string(), text);
+        assert!(crate::script::parse(
+            "x",
+            b"listen srv\nconnect c to srv\nrecv c 3 == matches \"(\"\n"
+        )
+        .is_err());
         assert!(crate::script::parse(
             "x",
             b"listen srv\nconnect c to srv\nsend c \"x\" == ok|EOF\n"

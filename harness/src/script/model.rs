@@ -438,6 +438,9 @@ pub enum Expected {
     /// statement whose outcome legitimately depends on the peer, such as a write racing the
     /// peer's close.
     OkOr(Vec<String>),
+    /// End of stream, or one of these errno names (`EOF|ECONNRESET`, extension): for a read
+    /// after a peer that closes may or may not have been sent more, which it answers with RST.
+    EofOr(Vec<String>),
     /// Exactly these bytes were read.
     Data(Data),
     /// This many bytes were written or read.

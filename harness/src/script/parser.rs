@@ -775,7 +775,13 @@ impl LineParser<'_> {
             }
             Some(Tok::Ident(w)) if w == "EOF" => {
                 self.pos += 1;
-                Ok(Expected::Eof)
+                if !self.eat_punct("|") {
+                    return Ok(Expected::Eof);
+                }
+                match self.result(names)? {
+                    Expected::Errors(errors) => Ok(Expected::EofOr(errors)),
+                    _ => Err(self.error("an errno name after `EOF|`")),
+                }
             }
             Some(Tok::Ident(w)) if w == "sent" && self.peek_at(1) == Some(&Tok::Punct("(")) => {
                 self.pos += 2;

@@ -106,6 +106,7 @@ impl Display for Expected {
             Expected::Eof => f.write_str("EOF"),
             Expected::Errors(e) => f.write_str(&e.join("|")),
             Expected::OkOr(e) => write!(f, "ok|{}", e.join("|")),
+            Expected::EofOr(e) => write!(f, "EOF|{}", e.join("|")),
             Expected::Data(d) => write!(f, "{d}"),
             Expected::Size(n) => write!(f, "{}", Size(*n)),
             Expected::Sent(s) => write!(f, "sent({s})"),

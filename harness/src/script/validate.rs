@@ -205,7 +205,11 @@ pub(crate) fn validate(steps: &[ParsedStep], maybe_defined: &HashSet<String>) ->
             let results = results_of(statement_for_results);
             let v = verb(statement_for_results);
             let bad = match expected {
-                Expected::Data(_) | Expected::Sent(_) | Expected::Matches(_) | Expected::Eof
+                Expected::Data(_)
+                | Expected::Sent(_)
+                | Expected::Matches(_)
+                | Expected::Eof
+                | Expected::EofOr(_)
                     if !results.data =>
                 {
                     Some(format!(
