@@ -179,8 +179,16 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    for n in &report.notes {
+    // The first notes say what kind of trouble there was; a hundred more of it say nothing new.
+    const NOTES: usize = 8;
+    for n in report.notes.iter().take(NOTES) {
         say!("note: {n}");
+    }
+    if report.notes.len() > NOTES {
+        say!(
+            "note: ... and {} more like these",
+            report.notes.len() - NOTES
+        );
     }
     for f in &report.found {
         say!(

@@ -29,6 +29,10 @@ pub struct Seed {
     /// For a seed made from a request stream: the request and its plain answer, from which
     /// cases with several interleaved clients are made.
     pub plain: Option<Plain>,
+    /// A pause after each intruding client, so that a server whose connections share state
+    /// (a chat room) has taken in the intruder's bytes before the seed's clients arrive and
+    /// does not pass them on to them.
+    pub settle: Option<Duration>,
 }
 
 /// A request and the answer to its plain delivery.
@@ -338,7 +342,7 @@ impl Case {
             (Some((clients, chunk, gap)), Some(plain)) => {
                 plain.scenario(&first_target(&seed.scenario), clients, Some(chunk), gap)
             }
-            _ => apply(&seed.scenario, &self.edits),
+            _ => apply(&seed.scenario, &self.edits, seed.settle),
         };
         if sc.settings.timeout.is_none() {
             sc.settings.timeout = Some(CASE_TIMEOUT);
@@ -418,7 +422,7 @@ fn fresh_name(sc: &Scenario, base: &str) -> String {
 }
 
 /// The seed's steps with the edits made.
-fn apply(seed: &Scenario, edits: &[Edit]) -> Scenario {
+fn apply(seed: &Scenario, edits: &[Edit], settle: Option<Duration>) -> Scenario {
     let mut before: Vec<Vec<Step>> = vec![Vec::new(); seed.steps.len() + 1];
     let mut after: Vec<Vec<Step>> = vec![Vec::new(); seed.steps.len() + 1];
     let mut steps: Vec<Step> = seed.steps.clone();
@@ -479,7 +483,11 @@ fn apply(seed: &Scenario, edits: &[Edit]) -> Scenario {
                 let name = fresh_name(&used, "fz");
                 let steps = intruder_steps(&name, &target, i);
                 used.steps.extend(steps.iter().cloned());
-                before[after_targets.min(seed.steps.len())].extend(steps);
+                let at = after_targets.min(seed.steps.len());
+                before[at].extend(steps);
+                if let Some(duration) = settle {
+                    before[at].push(statement(Statement::Sleep { duration }));
+                }
             }
             Edit::Crowd { .. } => {}
         }

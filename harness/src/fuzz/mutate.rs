@@ -338,7 +338,8 @@ mod tests {
                 b"target srv builtin echo\nconnect c to srv\nsend c \"hello\"\nrecv c exact 5 == \"hello\"\n",
             )
             .unwrap(),
-            plain: None,
+                        plain: None,
+            settle: None,
         };
         let shapes = vec![Shape::of(&seed)];
         let seeds = vec![seed];
