@@ -28,6 +28,17 @@ fn fuzz(args: &[&str], out: &Path) -> Output {
         .args(args)
         .arg("--out")
         .arg(out)
+        .current_dir(out)
+        .output()
+        .expect("the binary runs")
+}
+
+/// `sockharness run FILE` in FILE's directory, so that the captures it keeps land there.
+fn run(file: &Path) -> Output {
+    Command::new(bin())
+        .arg("run")
+        .arg(file)
+        .current_dir(file.parent().expect("a file in a directory"))
         .output()
         .expect("the binary runs")
 }
@@ -37,9 +48,11 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn reproducers(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    files.retain(|f| f.extension().is_some_and(|e| e == "scenario"));
+    files
 }
 
 #[track_caller]
@@ -70,21 +83,14 @@ fn finds(server_name: &str, protocol: &str, extra: &[&str], oracle: &str) {
         "the reproducer names the server as given:\n{body}"
     );
     // The reproducer alone, as a user would run it, fails while the bug is there...
-    let run = Command::new(bin())
-        .arg("run")
-        .arg(&files[0])
-        .output()
-        .expect("runs");
+    let run = run(&files[0]);
     assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
     // ... and passes against the correct server.
     let fixed = body.replace(&cmd, &server(protocol));
-    let fixed_path = out.path().join("fixed.scenario");
+    let fixed_dir = tempfile::tempdir().expect("temp dir");
+    let fixed_path = fixed_dir.path().join("fixed.scenario");
     std::fs::write(&fixed_path, fixed).expect("writable");
-    let run = Command::new(bin())
-        .arg("run")
-        .arg(&fixed_path)
-        .output()
-        .expect("runs");
+    let run = run(&fixed_path);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stdout));
 }
 
@@ -151,11 +157,8 @@ fn request_bytes_from_a_corpus_are_compared_with_their_plain_answer() {
     );
     assert_eq!(r.status.code(), Some(1), "{}", text(&r.stdout));
     let files = reproducers(out.path());
-    let run = Command::new(bin())
-        .arg("run")
-        .arg(&files[0])
-        .output()
-        .expect("runs");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let run = run(&files[0]);
     assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
 }
 
