@@ -45,7 +45,7 @@ for server in echo-one-read echo-short-write echo-one-at-a-time echo-exit-on-res
     times=$(echo "$repro" | sed -E 's/.*failed ([0-9]+ of [0-9]+) runs.*/\1/')
     printf '%-22s %-9s %-8s %8s %9s %10s %s\n' "$server" "$oracle" "$after" "$found_inputs" "$bytes" "$times" "$proto"
     file=$(ls "$out"/*.scenario | head -n 1)
-    # The fuzzer reports a reproducer that failed at least two of three runs; one that passes
+    # The fuzzer reports a reproducer that failed at least three of four runs; one that passes
     # three more in a row does not reproduce anything.
     passes=0
     for _ in 1 2 3; do

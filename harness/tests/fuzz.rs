@@ -83,15 +83,15 @@ fn finds(server_name: &str, protocol: &str, extra: &[&str], oracle: &str) {
         "the reproducer names the server as given:\n{body}"
     );
     // The reproducer alone, as a user would run it, fails while the bug is there...
-    let run = run(&files[0]);
-    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
+    let ran = run(&files[0]);
+    assert_eq!(ran.status.code(), Some(1), "{}", text(&ran.stdout));
     // ... and passes against the correct server.
     let fixed = body.replace(&cmd, &server(protocol));
     let fixed_dir = tempfile::tempdir().expect("temp dir");
     let fixed_path = fixed_dir.path().join("fixed.scenario");
     std::fs::write(&fixed_path, fixed).expect("writable");
-    let run = run(&fixed_path);
-    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stdout));
+    let ran = run(&fixed_path);
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stdout));
 }
 
 #[test]
@@ -158,8 +158,8 @@ fn request_bytes_from_a_corpus_are_compared_with_their_plain_answer() {
     assert_eq!(r.status.code(), Some(1), "{}", text(&r.stdout));
     let files = reproducers(out.path());
     assert_eq!(files.len(), 1, "{files:?}");
-    let run = run(&files[0]);
-    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
+    let ran = run(&files[0]);
+    assert_eq!(ran.status.code(), Some(1), "{}", text(&ran.stdout));
 }
 
 #[test]

@@ -123,6 +123,10 @@ pub fn client_streams(cap: &Capture) -> Vec<ClientStream> {
                 break;
             }
         }
+        if bytes.is_empty() {
+            // The capture missed the start of the stream.
+            continue;
+        }
         out.push(ClientStream {
             client: *src,
             server: *dst,

@@ -22,8 +22,9 @@ pub(super) struct FuzzArgs {
     /// The server under test, already running on the loopback (it cannot be restarted).
     #[arg(long, value_name = "ADDR")]
     addr: Option<SocketAddr>,
-    /// A scenario whose target is replaced by the server under test; its sends are inputs and
-    /// its expectations the health check. Repeatable.
+    /// A scenario whose target is replaced by the server under test: its expectations must
+    /// hold however its sends are cut and paced, and what its clients send is fuzzed too.
+    /// Repeatable.
     #[arg(long = "seed-scenario", value_name = "FILE")]
     seed_scenarios: Vec<PathBuf>,
     /// A directory of inputs: request bytes (one file, one client), `*.pcap`/`*.pcapng` (their

@@ -273,11 +273,6 @@ impl Edit {
             other => other.clone(),
         }
     }
-
-    /// Whether this edit changes only how bytes travel, not which bytes.
-    pub fn transport_only(&self) -> bool {
-        !matches!(self, Edit::Intruder(i) if i.mutated)
-    }
 }
 
 impl fmt::Display for Edit {

@@ -7,9 +7,11 @@
 //! - [`rig`]: the two fast tiers that cargo-fuzz targets and benches drive: an in-process
 //!   service under chaos I/O, and the echo example over real sockets through one persistent
 //!   runtime.
-//! - The fuzzer of real servers behind `sockharness fuzz`: [`seed`] (what it starts from),
-//!   [`calibrate`] (the answer to plain delivery), [`case`] (a seed and its edits, as data),
-//!   [`mutate`] (the seeded generator), [`engine`] (the loop, its oracles and reproducers).
+//! - The fuzzer of real servers behind `sockharness fuzz` ([`fuzz()`]): [`seed`] (what it
+//!   starts from), [`calibrate`] (the answer to plain delivery), [`case`] (a seed and its
+//!   edits, as data), [`mutate`] (the seeded generator), [`engine`] (the loop, its oracles and
+//!   reproducers), [`leak`] (the descriptor-leak oracle); privately, `server` (the process
+//!   under test, reused and restarted) and `minimize` (shrinking a failure).
 //!
 //! Nothing in `strategy`, `chaos`, `case` and `mutate` opens a socket.
 

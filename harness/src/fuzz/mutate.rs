@@ -125,7 +125,8 @@ pub fn generate(
             pick -= s.weight;
             pick < 0.0
         })
-        .unwrap_or(seeds.len() - 1);
+        // Rounding may leave a sliver past the last weight: take the last seed in use.
+        .unwrap_or_else(|| shapes.iter().rposition(|s| s.weight > 0.0).unwrap_or(0));
     let shape = &shapes[seed];
     let crowd_ok = seeds[seed]
         .plain
@@ -226,8 +227,10 @@ fn intruder(rng: &mut ChaCha8Rng, streams: &[Vec<u8>], echo: bool) -> Intruder {
         _ => Leave::Stall,
     };
     if matches!(leave, Leave::Abort | Leave::Stall) && data.len() > 1 {
-        // Gone, or silent, part-way through a request.
-        data.truncate(rng.random_range(1..data.len()));
+        // Gone, or silent, part-way through a request; and never more than fits the buffers
+        // of a server that stops reading, since nobody reads its answer.
+        data.truncate(rng.random_range(1..data.len()).min(MAX_INTRUDER));
+        rcvbuf = None;
     }
     let chunk = (data.len() > 1 && rng.random_bool(0.3)).then(|| {
         rng.random_range(1..data.len() as u64)

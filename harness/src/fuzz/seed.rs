@@ -8,8 +8,7 @@ use thiserror::Error;
 use crate::capture::{pcap, streams};
 use crate::script::{self, Endpoint, Scenario, SendMode, Statement};
 
-/// Bytes of one request stream past which the rest is left out.
-pub const MAX_STREAM: usize = 1 << 20;
+pub use crate::capture::streams::MAX_STREAM;
 
 /// A seed scenario, its targets about to be replaced by the server under test.
 #[derive(Debug, Clone)]
@@ -171,6 +170,9 @@ impl Seeds {
             source,
         })?;
         for s in streams::client_streams(&cap) {
+            if s.bytes.is_empty() {
+                continue;
+            }
             self.streams.push(Stream {
                 label: format!("{shown}#{}", s.client),
                 bytes: s.bytes,
@@ -198,10 +200,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SeedError> {
         if e.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.is_file() {
-            out.push(p);
+        // Symbolic links are not followed: one to a parent directory would never end.
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk(&p, out)?,
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
         }
     }
     Ok(())

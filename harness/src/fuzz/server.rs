@@ -102,9 +102,9 @@ impl Running {
         p.exited().map(|s| format!("{s}{}", tail(p)))
     }
 
-    /// Its open descriptors, where it is a process of ours.
-    pub(super) fn fds(&self) -> Option<u64> {
-        self.process.as_ref().and_then(|p| p.fds().ok())
+    /// Its process (group leader), where it is a process of ours.
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
     }
 
     /// Whether it still answers: its process lives, or (at an address) it accepts a connection.

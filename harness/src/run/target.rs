@@ -144,25 +144,12 @@ impl Process {
 
     /// Open file descriptors (Linux `/proc`).
     pub(crate) fn fds(&self) -> io::Result<u64> {
-        // The command runs under `sh -c`, which may or may not exec it: count the descriptors
-        // of every process in the target's process group, the shell's few included.
-        let leader = self.child.id();
-        let mut total = std::fs::read_dir(format!("/proc/{leader}/fd"))?.count() as u64;
-        for entry in std::fs::read_dir("/proc")?.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid != leader && process_group(pid) == Some(leader) {
-                if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-                    total += fds.count() as u64;
-                }
-            }
-        }
-        Ok(total)
+        group_fds(self.child.id())
+    }
+
+    /// The process id (of the shell that runs the command, the leader of its group).
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// The last `lines` lines it printed.
@@ -233,4 +220,25 @@ fn process_group(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Open descriptors of every process in the group `leader` leads. A command runs under
+/// `sh -c`, which may or may not exec it, so the shell's few are counted with the server's.
+pub(crate) fn group_fds(leader: u32) -> io::Result<u64> {
+    let mut total = std::fs::read_dir(format!("/proc/{leader}/fd"))?.count() as u64;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != leader && process_group(pid) == Some(leader) {
+            if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                total += fds.count() as u64;
+            }
+        }
+    }
+    Ok(total)
 }
