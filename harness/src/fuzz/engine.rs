@@ -842,12 +842,16 @@ fn conclude_leak(
     }))
 }
 
-/// Whether a reproducer's failure is the one `v` found: a crash for a crash (the server exits
-/// during some statement, or the closing check sees it gone), else the same statement and
-/// expectation, or the health exchange that follows.
+/// Whether a reproducer's failure is the one `v` found: for a crash, the server seen gone (it
+/// exits during a statement, refuses the next connection, or the closing check finds it
+/// exited); else the same statement and expectation, or the health exchange that follows.
 fn shows(v: &Verdict, f: &Failure) -> bool {
     match v {
-        Verdict::Crash(..) => f.actual.contains("exited"),
+        Verdict::Crash(..) => {
+            f.actual.contains("exited")
+                || f.actual.contains("ECONNREFUSED")
+                || f.statement.contains(" health")
+        }
         Verdict::Fail(orig) => {
             (f.statement == orig.statement && f.expected == orig.expected)
                 || f.statement.contains(" health")
