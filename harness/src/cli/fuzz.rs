@@ -178,6 +178,10 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_INVALID));
         }
+        Err(fuzz::FuzzError::Gone(why)) => {
+            say!("FAIL gone: {why}");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
         Err(e) => return Err(e.into()),
     };
     // The first notes say what kind of trouble there was; a hundred more of it say nothing new.

@@ -52,6 +52,10 @@ pub enum FuzzError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A server at an address (`--addr`) stopped answering: the inputs broke it, and it cannot
+    /// be restarted to find out which.
+    #[error("{0}")]
+    Gone(String),
     /// A bug in sockharness.
     #[error("internal error (a bug; please report it): {0}")]
     Internal(String),

@@ -115,8 +115,21 @@ impl Running {
         }
     }
 
-    /// Starts it again (a server at an address cannot be, and is only waited for).
+    /// Starts it again; a server at an address cannot be, and is given a few seconds to answer
+    /// again (a supervisor may restart it).
     pub(super) fn restart(&mut self) -> Result<(), FuzzError> {
+        if let Server::Addr(a) = self.server {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Err(FuzzError::Gone(format!(
+                "the server at {a} stopped answering, and a server given by --addr cannot be restarted to find the input that broke it: run it with --cmd for a reproducer"
+            )));
+        }
         if let Some(mut p) = self.process.take() {
             p.terminate(target::TERM_GRACE);
         }
