@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
@@ -91,20 +91,7 @@ pub fn check_chaos_echo(request: &[u8], outcome: &Outcome) -> Result<(), Mismatc
 
 /// The echo example's logic (`servers/echo.rs`) over any stream: every byte back in order, a
 /// half-close answered with a half-close.
-pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if stream.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = stream.shutdown().await;
-}
+pub use crate::servers::echo;
 
 /// How long one play may take before it counts as a hang.
 pub const PLAY_DEADLINE: Duration = Duration::from_secs(5);

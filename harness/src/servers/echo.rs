@@ -1,9 +1,9 @@
 //! Echo: every byte comes back, in order; a half-close is answered with a half-close.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub(super) async fn serve(mut stream: TcpStream) {
+/// Serves one connection, or any stream (the fuzz rigs run it over in-memory pipes).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut buf).await {

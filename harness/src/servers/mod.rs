@@ -6,6 +6,7 @@ mod echo;
 mod http;
 mod zoo;
 
+pub use echo::serve as echo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
