@@ -11,7 +11,8 @@
 //!   starts from), [`calibrate`] (the answer to plain delivery), [`case`] (a seed and its
 //!   edits, as data), [`mutate`] (the seeded generator), [`engine`] (the loop, its oracles and
 //!   reproducers), [`leak`] (the descriptor-leak oracle); privately, `server` (the process
-//!   under test, reused and restarted) and `minimize` (shrinking a failure).
+//!   under test, reused and restarted), `prepare` (calibration), `minimize` (shrinking a
+//!   failure) and `reproduce` (reproducers, checked against a fresh server).
 //!
 //! Nothing in `strategy`, `chaos`, `case` and `mutate` opens a socket.
 
@@ -22,6 +23,8 @@ pub mod engine;
 pub mod leak;
 mod minimize;
 pub mod mutate;
+mod prepare;
+mod reproduce;
 pub mod rig;
 pub mod seed;
 mod server;
