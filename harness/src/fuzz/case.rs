@@ -110,10 +110,7 @@ impl Plain {
                 if closes {
                     // A server that answers and closes may do so before the last piece: writing
                     // on then fails, and only the answer tells right from wrong.
-                    s.expect = Some(Expectation {
-                        result: Some(Expected::OkOr(vec!["EPIPE".into(), "ECONNRESET".into()])),
-                        within: None,
-                    });
+                    s.expect = Some(ok_or(&["EPIPE", "ECONNRESET"]));
                 }
                 steps.push(s);
             }
@@ -384,6 +381,13 @@ fn statement(statement: Statement) -> Step {
     }
 }
 
+/// `== ok|ERRNO|...`: success, or one of these errors.
+fn ok_or(errors: &[&str]) -> Expectation {
+    result(Expected::OkOr(
+        errors.iter().map(|e| e.to_string()).collect(),
+    ))
+}
+
 fn result(r: Expected) -> Expectation {
     Expectation {
         result: Some(r),
@@ -514,12 +518,7 @@ fn intruder_steps(name: &str, target: &str, i: &Intruder) -> Vec<Step> {
     let echoed = i.echo && !i.data.is_empty() && matches!(i.leave, Leave::Close | Leave::HalfClose);
     // A server may answer bytes it does not like by closing or resetting: writing on, the
     // client then sees EPIPE or ECONNRESET, which says nothing against the server.
-    let racing = |errors: &[&str]| Expectation {
-        result: Some(Expected::OkOr(
-            errors.iter().map(|e| e.to_string()).collect(),
-        )),
-        within: None,
-    };
+
     if !i.data.is_empty() {
         let mut s = statement(Statement::Send {
             socket: name.to_string(),
@@ -533,7 +532,7 @@ fn intruder_steps(name: &str, target: &str, i: &Intruder) -> Vec<Step> {
         if echoed {
             s.background = Some(writer.clone());
         } else if !i.echo {
-            s.expect = Some(racing(&["EPIPE", "ECONNRESET"]));
+            s.expect = Some(ok_or(&["EPIPE", "ECONNRESET"]));
         }
         steps.push(s);
     }
@@ -553,7 +552,7 @@ fn intruder_steps(name: &str, target: &str, i: &Intruder) -> Vec<Step> {
             how: ShutdownHow::Write,
         });
         if !i.echo {
-            s.expect = Some(racing(&["ENOTCONN", "ECONNRESET", "EPIPE"]));
+            s.expect = Some(ok_or(&["ENOTCONN", "ECONNRESET", "EPIPE"]));
         }
         steps.push(s);
     }
