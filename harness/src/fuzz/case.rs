@@ -518,7 +518,6 @@ fn intruder_steps(name: &str, target: &str, i: &Intruder) -> Vec<Step> {
     let echoed = i.echo && !i.data.is_empty() && matches!(i.leave, Leave::Close | Leave::HalfClose);
     // A server may answer bytes it does not like by closing or resetting: writing on, the
     // client then sees EPIPE or ECONNRESET, which says nothing against the server.
-
     if !i.data.is_empty() {
         let mut s = statement(Statement::Send {
             socket: name.to_string(),
