@@ -130,6 +130,7 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
     // Before any thread starts: reproducers are checked in a private namespace, which without
     // root needs the process's user namespace.
     sockharness::sandbox::init();
+    on_interrupt(fuzz::interrupt);
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -231,7 +232,7 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
     }
     let secs = report.elapsed.as_secs_f64().max(1e-3);
     say!(
-        "{} inputs in {secs:.1}s ({:.0}/s), {} failure{}, {} server restart{}",
+        "{} inputs in {secs:.1}s ({:.0}/s), {} failure{}, {} server restart{} after it died",
         report.inputs,
         report.inputs as f64 / secs,
         report.found.len(),
@@ -246,6 +247,39 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
     }))
 }
 
+/// Runs `stop` on a thread of its own at the first SIGINT, SIGTERM or SIGHUP, so that Ctrl-C
+/// ends the run cleanly (the server under test, in a process group of its own, does not get
+/// the terminal's signal, and must be stopped by the fuzzer); a second one exits at once.
+fn on_interrupt(stop: fn()) {
+    // SAFETY: plain libc calls on a local signal set. Called before any other thread exists,
+    // so every thread inherits the mask and the signals reach only the waiting thread.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || {
+        let mut first = true;
+        loop {
+            let mut sig = 0;
+            // SAFETY: `set` is a valid, initialised signal set.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                return;
+            }
+            if !first {
+                std::process::exit(130);
+            }
+            first = false;
+            eprintln!("\ninterrupted: finishing the inputs in flight and stopping the server (again to quit at once)");
+            stop();
+        }
+    });
+}
+
 fn progress_line(p: &Progress) -> String {
     let secs = p.elapsed.as_secs_f64().max(1e-3);
     let phase = match p.phase {
@@ -254,7 +288,7 @@ fn progress_line(p: &Progress) -> String {
         Phase::Minimizing => ", minimising a failure",
     };
     format!(
-        "fuzz: {} inputs, {:.0}/s, {} failures, {} restarts, {:.0}s{phase}",
+        "fuzz: {} inputs, {:.0}/s, {} failures, {} restarts after the server died, {:.0}s{phase}",
         p.inputs,
         p.inputs as f64 / secs,
         p.failures,

@@ -61,7 +61,7 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Failures found.
     pub failures: usize,
-    /// Server restarts.
+    /// Times the server was restarted after it died.
     pub restarts: u32,
     /// What is going on, when it is not the loop itself.
     pub phase: Phase,
@@ -114,7 +114,7 @@ pub struct Report {
     pub elapsed: Duration,
     /// Failures found (the run stops at the first confirmed one).
     pub found: Vec<Found>,
-    /// Server restarts.
+    /// Times the server was restarted after it died.
     pub restarts: u32,
     /// Things the user should know (seeds without a comparable answer, failures that did not
     /// reproduce alone).
@@ -199,13 +199,13 @@ impl Fuzzer<'_> {
         TargetSource::At(self.lock().addr())
     }
 
-    /// Restarts the server if it died; false if it cannot be.
+    /// Restarts the server if it died.
     pub(super) fn ensure_alive(&self) -> Result<(), FuzzError> {
         let mut s = self.lock();
         if s.alive() {
             return Ok(());
         }
-        s.restart()
+        s.restart(true)
     }
 
     /// Runs `case` alone on a live server.
@@ -219,8 +219,9 @@ impl Fuzzer<'_> {
     /// does to it is then the case's doing, not what came before.
     pub(super) fn fresh(&self) -> Result<(), FuzzError> {
         let mut s = self.lock();
-        if matches!(self.cfg.server, Server::Cmd(_)) || !s.alive() {
-            return s.restart();
+        let died = !s.alive();
+        if matches!(self.cfg.server, Server::Cmd(_)) || died {
+            return s.restart(died);
         }
         Ok(())
     }
@@ -345,7 +346,10 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 let (fz, next, stop, shapes, streams) = (&fz, &next, &stop, &shapes, &streams);
                 scope.spawn(move || {
                     let source = fz.source();
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    while !stop.load(Ordering::Relaxed)
+                        && !super::interrupted()
+                        && Instant::now() < deadline
+                    {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if cfg.runs.is_some_and(|r| i >= r) {
                             break;
@@ -453,6 +457,9 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             .collect::<Vec<_>>();
         let mut confirmed = None;
         'suspects: for (_, case) in suspects {
+            if super::interrupted() {
+                break;
+            }
             let steadied = Case {
                 seed: case.seed,
                 edits: case.edits.iter().map(Edit::steadied).collect(),
@@ -497,10 +504,17 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 fz.ensure_alive()?;
             }
         }
-        if Instant::now() >= deadline || cfg.runs.is_some_and(|r| next.load(Ordering::Relaxed) >= r)
+        if Instant::now() >= deadline
+            || super::interrupted()
+            || cfg.runs.is_some_and(|r| next.load(Ordering::Relaxed) >= r)
         {
             break;
         }
+    }
+    if super::interrupted() {
+        report
+            .notes
+            .push("interrupted: the run stopped early".into());
     }
     report.elapsed = started.elapsed();
     report.restarts = fz.lock().restarts;

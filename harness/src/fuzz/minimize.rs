@@ -28,7 +28,7 @@ struct Shrinker<'a, 'b> {
 
 impl Shrinker<'_, '_> {
     fn spent(&self) -> bool {
-        self.attempts >= MAX_ATTEMPTS || Instant::now() >= self.deadline
+        self.attempts >= MAX_ATTEMPTS || Instant::now() >= self.deadline || super::interrupted()
     }
 
     /// Whether `case` on `seed` still fails as the original did; with `reference`, the seed

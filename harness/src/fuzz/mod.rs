@@ -33,7 +33,22 @@ pub mod strategy;
 pub use engine::{fuzz, Config, Expect, Found, Phase, Progress, Report};
 pub use server::Server;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use thiserror::Error;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks a running [`fuzz()`] to stop (on Ctrl-C, say): it finishes the inputs in flight, stops
+/// its server, and returns what it found so far.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
 
 /// Why a fuzz run could not go on.
 #[derive(Debug, Error)]

@@ -39,7 +39,7 @@ pub(super) struct Running {
     server: Server,
     process: Option<Process>,
     addr: SocketAddr,
-    /// Times it was started again after dying.
+    /// Times it was started again after dying (not the deliberate fresh starts).
     pub(super) restarts: u32,
 }
 
@@ -115,9 +115,9 @@ impl Running {
         }
     }
 
-    /// Starts it again; a server at an address cannot be, and is given a few seconds to answer
-    /// again (a supervisor may restart it).
-    pub(super) fn restart(&mut self) -> Result<(), FuzzError> {
+    /// Starts it again (`died`: because it had died); a server at an address cannot be, and is
+    /// given a few seconds to answer again (a supervisor may restart it).
+    pub(super) fn restart(&mut self, died: bool) -> Result<(), FuzzError> {
         if let Server::Addr(a) = self.server {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
@@ -133,7 +133,7 @@ impl Running {
         if let Some(mut p) = self.process.take() {
             p.terminate(target::TERM_GRACE);
         }
-        self.restarts += 1;
+        self.restarts += u32::from(died);
         self.launch()
     }
 

@@ -73,13 +73,18 @@ impl Process {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        // SAFETY: the hook runs in the child between fork and exec and only makes one system
-        // call. Closing every descriptor above stderr keeps the server from inheriting the
-        // harness's sockets and captures (other scenarios run in the same process), so its
-        // `fds` count is its own.
+        // SAFETY: the hook runs in the child between fork and exec and only makes
+        // async-signal-safe system calls. Closing every descriptor above stderr keeps the server
+        // from inheriting the harness's sockets and captures (other scenarios run in the same
+        // process), so its `fds` count is its own. The signal mask is cleared because a caller
+        // may block signals to take them on a thread of its own (`sockharness fuzz` does), and
+        // a server must still hear the SIGTERM that stops it.
         unsafe {
             command.pre_exec(|| {
                 libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
                 Ok(())
             });
         }
