@@ -227,3 +227,63 @@ fn a_server_that_never_listens_is_reported_not_fuzzed() {
         "its output is shown: {stderr}"
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_run_and_its_server() {
+    let out = tempfile::tempdir().expect("temp dir");
+    // A mark in the server's environment tells its processes from every other.
+    let mark = format!("SOCKHARNESS_FUZZ_TEST_MARK={}", std::process::id());
+    let cmd = format!("{mark} {}", server("echo"));
+    let seed = seed("echo");
+    let mut child = Command::new(bin())
+        .args([
+            "fuzz",
+            "--cmd",
+            &cmd,
+            "--seed-scenario",
+            &seed,
+            "--time",
+            "120s",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // Until the server is up and inputs run.
+    let started = std::time::Instant::now();
+    while marked(&mark).is_empty() && started.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!marked(&mark).is_empty(), "the server never started");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let r = child.wait_with_output().expect("it exits");
+    let stdout = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{stdout}\n{}", text(&r.stderr));
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    assert!(
+        marked(&mark).is_empty(),
+        "the server outlived the run: {:?}",
+        marked(&mark)
+    );
+}
+
+/// Processes whose environment holds `mark`.
+fn marked(mark: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+            if env.split(|&b| b == 0).any(|v| v == mark.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
