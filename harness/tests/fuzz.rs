@@ -235,7 +235,7 @@ fn ctrl_c_stops_the_run_and_its_server() {
     let mark = format!("SOCKHARNESS_FUZZ_TEST_MARK={}", std::process::id());
     let cmd = format!("{mark} {}", server("echo"));
     let seed = seed("echo");
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args([
             "fuzz",
             "--cmd",
