@@ -84,6 +84,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("`{unit}` is not a unit: use ms, s, m or h")),
     };
+    const DAY: f64 = 24.0 * 3600.0;
+    if secs > 7.0 * DAY {
+        return Err(format!("`{s}` is more than a week: every run is bounded"));
+    }
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
@@ -271,6 +275,9 @@ fn on_interrupt(stop: fn()) {
                 return;
             }
             if !first {
+                // Nothing unwinds on exit: the server, in a process group of its own, is
+                // killed here or not at all.
+                fuzz::kill_now();
                 std::process::exit(130);
             }
             first = false;

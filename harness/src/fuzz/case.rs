@@ -332,7 +332,11 @@ impl Case {
     pub fn scenario(&self, seed: &Seed, source: &TargetSource) -> Scenario {
         let mut sc = match (self.edits.iter().find_map(crowd), &seed.plain) {
             (Some((clients, chunk, gap)), Some(plain)) => {
-                plain.scenario(&first_target(&seed.scenario), clients, Some(chunk), gap)
+                let mut sc =
+                    plain.scenario(&first_target(&seed.scenario), clients, Some(chunk), gap);
+                // The seed's deadline, as the run measured it.
+                sc.settings.timeout = seed.scenario.settings.timeout.or(sc.settings.timeout);
+                sc
             }
             _ => apply(&seed.scenario, &self.edits, seed.settle),
         };
@@ -482,10 +486,18 @@ fn apply(seed: &Scenario, edits: &[Edit], settle: Option<Duration>) -> Scenario 
                 let name = fresh_name(&used, "fz");
                 let steps = intruder_steps(&name, &target, i);
                 used.steps.extend(steps.iter().cloned());
-                let at = after_targets.min(seed.steps.len());
-                before[at].extend(steps);
-                if let Some(duration) = settle {
-                    before[at].push(statement(Statement::Sleep { duration }));
+                // A client that stalls does so while the seed runs. One that sends and leaves
+                // does so after it: what it sends may change the server's state (a key set, a
+                // counter counted), and the seed's answers must not depend on that; whether the
+                // server survived it, the next input and the health exchange tell.
+                if i.leave == Leave::Stall {
+                    let at = after_targets.min(seed.steps.len());
+                    before[at].extend(steps);
+                    if let Some(duration) = settle {
+                        before[at].push(statement(Statement::Sleep { duration }));
+                    }
+                } else {
+                    before[seed.steps.len()].extend(steps);
                 }
             }
             Edit::Crowd { .. } => {}
@@ -581,20 +593,27 @@ pub fn append_crash_check(sc: &mut Scenario) {
     }
 }
 
-/// Ends `sc` with a plain exchange on a new connection: the server must still accept and
-/// answer after the case, whatever the case did to it.
+/// Ends `sc` with a plain request on a new connection, which must get an answer (at least a
+/// byte): the server still accepts and answers after the case, whatever the case did to it.
+/// Only that it answers: what it answers may rightly depend on what the case changed.
 pub fn append_health(sc: &mut Scenario, plain: &Plain) {
     let target = first_target(sc);
-    let prefix = fresh_name(sc, "health");
-    let steps = plain.steps(
-        &target,
-        &format!("{prefix}_c"),
-        1,
-        None,
-        Duration::ZERO,
-        false,
-    );
-    sc.steps.extend(steps);
+    let name = format!("{}_c1", fresh_name(sc, "health"));
+    sc.steps.push(statement(Statement::Connect {
+        name: name.clone(),
+        to: Endpoint::Name(target),
+        opts: SockOpts {
+            nodelay: true,
+            ..SockOpts::default()
+        },
+    }));
+    sc.steps.push(statement(send(&name, plain.request.clone())));
+    sc.steps.push(statement(Statement::Recv {
+        socket: name.clone(),
+        mode: RecvMode::Exact(1),
+        call: IoCall::Socket,
+    }));
+    sc.steps.push(statement(Statement::Close { socket: name }));
 }
 
 /// `bytes` as a data literal: `pattern(SIZE)` where they are that pattern, so a big reproducer

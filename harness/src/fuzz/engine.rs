@@ -208,13 +208,6 @@ impl Fuzzer<'_> {
         s.restart(true)
     }
 
-    /// Runs `case` alone on a live server.
-    pub(super) fn check(&self, case: &Case) -> Result<Verdict, FuzzError> {
-        self.ensure_alive()?;
-        let sc = case.scenario(&self.seeds[case.seed], &self.source());
-        Ok(self.run(&sc, SETTLE))
-    }
-
     /// A server just started (one that was already running is only checked): what a case
     /// does to it is then the case's doing, not what came before.
     pub(super) fn fresh(&self) -> Result<(), FuzzError> {
@@ -268,8 +261,14 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             seed: i,
             edits: Vec::new(),
         };
+        if super::interrupted() {
+            break;
+        }
+        // Timed without the server's start.
+        fz.fresh()?;
+        let sc = fz.with_health(&fz.seeds[i], &case, &fz.source());
         let t = Instant::now();
-        let v = fz.check_fresh(&fz.seeds[i], &case)?;
+        let v = fz.run(&sc, SETTLE);
         let cost = t.elapsed();
         shape.weight = 1.0 / (cost.as_secs_f64() * 1000.0 + 2.0);
         if matches!(v, Verdict::Skip) {
@@ -296,14 +295,15 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             }],
         });
         let crowd = match crowd {
-            Some(c) if !v.failed() => match fz.check(&c)? {
+            Some(c) if !v.failed() => match fz.check_fresh(&fz.seeds[i], &c)? {
                 Verdict::Fail(f) if f.actual.contains("timed out") => Some((c, Verdict::Fail(f))),
                 v @ Verdict::Crash(..) => Some((c, v)),
                 _ => None,
             },
             _ => None,
         };
-        let failed = match (v.failed(), crowd) {
+        let plain_failed = v.failed();
+        let failed = match (plain_failed, crowd) {
             (true, _) => Some((case, v)),
             (false, c) => c,
         };
@@ -314,8 +314,13 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 report.restarts = fz.lock().restarts;
                 return Ok(report);
             }
-            // The note is in the report; fuzz from the other seeds.
-            shape.weight = 0.0;
+            // The note is in the report. A seed that fails by itself is not fuzzed; one whose
+            // crowd failed only once keeps its other edits.
+            if plain_failed {
+                shape.weight = 0.0;
+            } else if let Some(p) = &mut fz.seeds[i].plain {
+                p.independent = false;
+            }
             fz.fresh()?;
         }
     }
@@ -333,7 +338,9 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
     let mut jobs = cfg.jobs.max(1);
     let echo = matches!(cfg.expect, Some(Expect::Echo));
     let next = AtomicU64::new(0);
-    let deadline = started + cfg.time;
+    let deadline = started
+        .checked_add(cfg.time)
+        .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
     loop {
         let stop = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<(u64, Case, Verdict)>();
@@ -457,7 +464,8 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             .collect::<Vec<_>>();
         let mut confirmed = None;
         'suspects: for (_, case) in suspects {
-            if super::interrupted() {
+            // Replays stay within the run's time, with a little to spare for the first ones.
+            if super::interrupted() || Instant::now() > deadline + Duration::from_secs(10) {
                 break;
             }
             let steadied = Case {

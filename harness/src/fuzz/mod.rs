@@ -31,7 +31,7 @@ mod server;
 pub mod strategy;
 
 pub use engine::{fuzz, Config, Expect, Found, Phase, Progress, Report};
-pub use server::Server;
+pub use server::{kill_now, Server};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -205,12 +205,13 @@ fn intruder(rng: &mut ChaCha8Rng, streams: &[Vec<u8>], echo: bool) -> Intruder {
     } else {
         streams[rng.random_range(0..streams.len())].clone()
     };
-    let mutated = rng.random_bool(0.6);
-    if mutated {
+    let original = data.clone();
+    if rng.random_bool(0.6) {
         for _ in 0..rng.random_range(1..=3) {
             mutate(rng, &mut data, streams);
         }
     }
+    let mutated = data != original;
     let mut rcvbuf = None;
     if echo && rng.random_bool(0.15) && !data.is_empty() {
         // A big echo through a slow reader: the server's writes come back short.
@@ -228,8 +229,14 @@ fn intruder(rng: &mut ChaCha8Rng, streams: &[Vec<u8>], echo: bool) -> Intruder {
     };
     if matches!(leave, Leave::Abort | Leave::Stall) && data.len() > 1 {
         // Gone, or silent, part-way through a request; and never more than fits the buffers
-        // of a server that stops reading, since nobody reads its answer.
-        data.truncate(rng.random_range(1..data.len()).min(MAX_INTRUDER));
+        // of a server that stops reading, since nobody reads its answer. A client that stalls
+        // while the seed runs stops inside its first line, so that no whole command of a line
+        // protocol takes effect before the seed's.
+        let line = match leave {
+            Leave::Stall => data.iter().position(|&b| b == b'\n').unwrap_or(data.len()),
+            _ => data.len(),
+        };
+        data.truncate(rng.random_range(1..line.max(2)).min(MAX_INTRUDER));
         rcvbuf = None;
     }
     let chunk = (data.len() > 1 && rng.random_bool(0.3)).then(|| {

@@ -31,6 +31,9 @@ pub(super) fn prepare(
     report: &mut Report,
 ) -> Result<(), FuzzError> {
     let cfg = fz.cfg;
+    let began = Instant::now();
+    // Variants are extra: a server slow to start does not spend the run's time on them.
+    let extra_time = cfg.time / 4;
     let mut seeds: Vec<Seed> = given
         .scenarios
         .iter()
@@ -68,7 +71,11 @@ pub(super) fn prepare(
     let mut first = Vec::with_capacity(requests.len());
     // Each on a fresh server: the answer must not depend on the requests before it, as
     // confirmations and reproducers run on fresh servers too.
-    for (_, bytes, _) in &requests {
+    for (_, bytes, variant) in &requests {
+        if super::interrupted() || (*variant && began.elapsed() > extra_time) {
+            first.push(None);
+            continue;
+        }
         fz.fresh()?;
         let addr = fz.lock().addr();
         let at = Instant::now();
@@ -79,9 +86,13 @@ pub(super) fn prepare(
         if dead || ex.is_err() {
             fz.fresh()?;
         }
-        first.push((at, ex.ok().filter(|_| !dead)));
+        first.push(Some((at, ex.ok().filter(|_| !dead))));
     }
-    for ((label, bytes, variant), (at, a)) in requests.iter().zip(first) {
+    for ((label, bytes, variant), tried) in requests.iter().zip(first) {
+        // Left out for time, or the run was interrupted.
+        let Some((at, a)) = tried.filter(|_| !super::interrupted()) else {
+            continue;
+        };
         std::thread::sleep((at + APART).saturating_duration_since(Instant::now()));
         fz.fresh()?;
         let addr = fz.lock().addr();

@@ -56,7 +56,11 @@ pub(super) fn conclude(
         phase: Phase::Minimizing,
     });
     // Shrinking stays within the run's time, but always gets a few seconds.
-    let left = (started + fz.cfg.time).saturating_duration_since(Instant::now());
+    let left = started
+        .checked_add(fz.cfg.time)
+        .map_or(fz.cfg.minimize_for, |end| {
+            end.saturating_duration_since(Instant::now())
+        });
     let budget = fz.cfg.minimize_for.min(left.max(Duration::from_secs(5)));
     let min = minimize::minimize(fz, &case, &verdict, budget)?;
     let name = format!(
@@ -173,7 +177,9 @@ pub(super) fn conclude_leak(
     let (reproduced, last) = replay(&path, &text, tries, |f| {
         f.statement.starts_with("expect srv.fds")
     })?;
-    if reproduced == 0 {
+    // Two runs in three, as a server that forks workers under load may hold more descriptors
+    // for a moment.
+    if reproduced * 3 < tries * 2 {
         return Ok(None);
     }
     write(&path, &text)?;
@@ -242,6 +248,9 @@ fn replay(
     let mut failed = 0;
     let mut last = None;
     for _ in 0..tries {
+        if super::interrupted() {
+            break;
+        }
         let r = run::run_with(
             &parsed,
             &RunOptions {

@@ -15,8 +15,9 @@ pub use crate::capture::streams::MAX_STREAM;
 pub struct SeedScenario {
     /// Where it came from.
     pub label: String,
-    /// The parsed scenario, with what cannot run against a shared server removed (sysctls,
-    /// wire expectations: both need a private namespace of the scenario's own).
+    /// The parsed scenario, with what cannot run against a shared server removed: sysctls and
+    /// wire expectations (they need a private namespace of the scenario's own), `stop`, `kill`,
+    /// `expect T running|exited` and `T.fds` checks (they need a process of its own).
     pub scenario: Scenario,
 }
 
@@ -117,10 +118,22 @@ impl Seeds {
         if targets.is_empty() {
             return Err(SeedError::NoTarget(label.to_string()));
         }
+        // What needs a namespace or a process of the scenario's own: the fuzzer's server is
+        // shared by every input and is not the scenario's to stop.
         scenario.settings.sysctls.clear();
-        scenario
-            .steps
-            .retain(|s| !matches!(s.statement, Statement::ExpectWire { .. }));
+        scenario.steps.retain(|s| {
+            !matches!(
+                s.statement,
+                Statement::ExpectWire { .. }
+                    | Statement::Stop { .. }
+                    | Statement::Kill { .. }
+                    | Statement::ExpectTarget { .. }
+                    | Statement::ExpectProperty {
+                        property: crate::script::Property::Fds,
+                        ..
+                    }
+            )
+        });
         for (client, bytes) in client_sends(&scenario, &targets) {
             if !bytes.is_empty() {
                 self.streams.push(Stream {

@@ -2,6 +2,7 @@
 //! after it dies.
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::run::target::{self, Process};
@@ -28,6 +29,19 @@ impl Server {
             },
             Server::Addr(a) => TargetSource::At(*a),
         }
+    }
+}
+
+/// The process group of the server now running, for [`kill_now`].
+static GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// Kills the server under test at once (SIGKILL to its process group): for a process about to
+/// exit without unwinding, such as on a second Ctrl-C.
+pub fn kill_now() {
+    let group = GROUP.swap(0, Ordering::Relaxed);
+    if group > 0 {
+        // SAFETY: kill has no memory preconditions; a negative pid names the group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
     }
 }
 
@@ -86,6 +100,7 @@ impl Running {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.addr = target::cmd_addr(port);
+        GROUP.store(i32::try_from(p.id()).unwrap_or(0), Ordering::Relaxed);
         self.process = Some(p);
         Ok(())
     }
@@ -134,7 +149,13 @@ impl Running {
             p.terminate(target::TERM_GRACE);
         }
         self.restarts += u32::from(died);
-        self.launch()
+        // A server that died and cannot start again ends the run with what broke it.
+        self.launch().map_err(|e| match (died, e) {
+            (true, FuzzError::Server(why)) => FuzzError::Gone(format!(
+                "the server died and could not be started again: {why}"
+            )),
+            (_, e) => e,
+        })
     }
 
     /// Stops it for good.

@@ -123,11 +123,9 @@ impl Process {
         self.status
     }
 
-    /// Signals the whole process group.
+    /// Signals the whole process group, even once the shell that leads it has exited: what it
+    /// started may still run (the group's id stays reserved while any member lives).
     pub(crate) fn signal(&self, signal: libc::c_int) {
-        if self.status.is_some() {
-            return;
-        }
         if let Ok(pid) = i32::try_from(self.child.id()) {
             // SAFETY: kill has no memory preconditions; a negative pid names the group.
             unsafe { libc::kill(-pid, signal) };
@@ -141,8 +139,9 @@ impl Process {
         while self.exited().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+        // The rest of the group goes too, whether or not its leader went when asked.
+        self.signal(libc::SIGKILL);
         if self.exited().is_none() {
-            self.signal(libc::SIGKILL);
             self.status = self.child.wait().ok();
         }
     }
@@ -172,8 +171,8 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         // No server outlives its scenario, whatever path the scenario ended by.
+        self.signal(libc::SIGKILL);
         if self.exited().is_none() {
-            self.signal(libc::SIGKILL);
             let _ = self.child.wait();
         }
     }
