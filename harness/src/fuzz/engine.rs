@@ -336,6 +336,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
     let idle = fz.fds();
     let mut leak_checks = idle.is_some();
     let mut jobs = cfg.jobs.max(1);
+    let mut unsteady = vec![0u32; fz.seeds.len()];
     let echo = matches!(cfg.expect, Some(Expect::Echo));
     let next = AtomicU64::new(0);
     let deadline = started
@@ -508,6 +509,26 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                     // between connections, or slows down under load): one at a time from now.
                     jobs = 1;
                     report.notes.push("inputs running at the same time disturbed each other, so the rest of the run went one input at a time".into());
+                } else {
+                    // Alone, and still only on the long-running server: this seed's answers
+                    // depend on what earlier inputs did to the server's state (a key, a
+                    // counter). Twice, and it is fuzzed no more.
+                    let seed = case.seed;
+                    unsteady[seed] += 1;
+                    if unsteady[seed] == 2 {
+                        shapes[seed].weight = 0.0;
+                        report.notes.push(format!(
+                            "{}: its answers depend on the state earlier inputs left in the server, so it is fuzzed no more",
+                            fz.seeds[seed].label
+                        ));
+                        if shapes.iter().all(|s| s.weight == 0.0) {
+                            report.notes.push(
+                                "no seed is left whose answers do not depend on the server's state"
+                                    .into(),
+                            );
+                            break;
+                        }
+                    }
                 }
                 fz.ensure_alive()?;
             }
