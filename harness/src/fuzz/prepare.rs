@@ -137,7 +137,14 @@ pub(super) fn prepare(
             let mut crowd = plain.scenario("srv", 3, None, Duration::ZERO);
             super::case::retarget(&mut crowd, &TargetSource::At(addr));
             let v = fz.run(&crowd, Duration::ZERO);
-            plain.independent = !v.failed();
+            // A request nobody answers leaves only "nothing arrives" to compare, which is what
+            // a broadcast (a chat room) breaks whenever the others' lines come late enough to
+            // pass the check: such a request is never sent by clients at once.
+            let answered = plain
+                .baseline
+                .exchange()
+                .is_some_and(|e| !e.response.is_empty());
+            plain.independent = answered && !v.failed();
             // Clients at once that get other answers than one alone (not none at all): the
             // server's connections share state.
             shared |= matches!(&v, Verdict::Fail(f) if !f.actual.contains("timed out"));
@@ -168,10 +175,16 @@ pub(super) fn prepare(
     if seeds.is_empty() {
         return Err(FuzzError::NoSeeds);
     }
+    // The health request must be one the server answers (a chat line is answered to the
+    // others, not to its sender): its answer, any answer, shows the server alive.
     fz.health = seeds
         .iter()
         .filter_map(|s| s.plain.as_ref())
-        .find(|p| p.baseline.exchange().is_some())
+        .find(|p| {
+            p.baseline
+                .exchange()
+                .is_some_and(|e| !e.response.is_empty())
+        })
         .cloned();
     if shared {
         for s in &mut seeds {
