@@ -69,6 +69,10 @@ fn finds(server_name: &str, protocol: &str, extra: &[&str], oracles: &[&str]) {
         "60s",
         "--seed",
         "1",
+        // The tests of this file run at once; fewer workers each keep the machine's load, and
+        // so the timing of what is found, closer to a run of its own.
+        "--jobs",
+        "2",
     ];
     args.extend_from_slice(extra);
     let r = fuzz(&args, out.path());
@@ -87,9 +91,16 @@ fn finds(server_name: &str, protocol: &str, extra: &[&str], oracles: &[&str]) {
         body.contains(&cmd),
         "the reproducer names the server as given:\n{body}"
     );
-    // The reproducer alone, as a user would run it, fails while the bug is there.
-    let ran = run(&files[0]);
-    assert_eq!(ran.status.code(), Some(1), "{}", text(&ran.stdout));
+    // The reproducer alone, as a user would run it, fails while the bug is there. The fuzzer
+    // reports one that failed at least three of four runs; under load a run may still pass,
+    // so it gets three.
+    let runs: Vec<Output> = (0..3).map(|_| run(&files[0])).collect();
+    assert!(
+        runs.iter().any(|r| r.status.code() == Some(1)),
+        "the reproducer passed three runs:\n{body}\n{}",
+        text(&runs[0].stdout)
+    );
+    assert!(runs.iter().all(|r| matches!(r.status.code(), Some(0 | 1))));
     // It says what failed and where it came from, for whoever reads it later.
     assert!(
         body.starts_with("# Found by sockharness fuzz (--seed 1)."),
