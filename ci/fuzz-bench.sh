@@ -13,5 +13,5 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "== sockharness fuzz against the echo example, $runs inputs"
 "$bin" fuzz --cmd "$bin serve echo --listen 127.0.0.1:{port}" \
-  --seed-scenario harness/tests/fuzz-seeds/echo.scenario --expect echo \
+  --seed-scenario crates/cli/tests/fuzz-seeds/echo.scenario --expect echo \
   --runs "$runs" --time 120s --seed 1 --out "$out" 2>/dev/null | tail -n 1

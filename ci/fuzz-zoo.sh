@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # sockharness fuzz against the bug zoo and the correct example servers, each started as a
-# command, from the basic seeds in harness/tests/fuzz-seeds (which catch none of the bugs by
+# command, from the basic seeds in crates/cli/tests/fuzz-seeds (which catch none of the bugs by
 # themselves). Prints the table: bug, time to find, inputs, reproducer size, and how often the
 # reproducer failed against a fresh server. Fails if a correct server gets a failure, if a bug
 # the fuzzer is meant to find is not found within the time, or if a reproducer never fails.
@@ -33,7 +33,7 @@ for server in echo-one-read echo-short-write echo-one-at-a-time echo-exit-on-res
   out=$work/$server
   set +e
   text=$(timeout 600 "$bin" fuzz --cmd "$bin serve $server --listen 127.0.0.1:{port}" \
-    --seed-scenario "harness/tests/fuzz-seeds/$proto.scenario" "${extra[@]}" \
+    --seed-scenario "crates/cli/tests/fuzz-seeds/$proto.scenario" "${extra[@]}" \
     --time "$time" --seed 1 --out "$out" 2>"$work/$server.err")
   code=$?
   set -e

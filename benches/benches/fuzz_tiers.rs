@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sockharness::fuzz::rig::{EchoSockets, InProcess};
-use sockharness::fuzz::strategy::{End, Schedule};
+use sockharness_fuzz::rig::{EchoSockets, InProcess};
+use sockharness_fuzz::strategy::{End, Schedule};
 
 /// The request every input carries: 256 bytes, so the cost is the tier's, not the copying.
 fn payload() -> Vec<u8> {

@@ -1,11 +1,13 @@
 //! Parsing throughput, in bytes of scenario text per second.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sockharness::suite::LIBRARY;
+use sockharness::suite;
 
 fn parse_library(c: &mut Criterion) {
     // The whole bundled library, concatenated per file so names stay unique within each.
-    let files: Vec<&[u8]> = LIBRARY.iter().map(|(_, b)| *b).collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let library = suite::load(&[root]).expect("the scenario library loads");
+    let files: Vec<&[u8]> = library.iter().map(|s| s.bytes.as_slice()).collect();
     let bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
     let mut group = c.benchmark_group("parse");
     group.throughput(Throughput::Bytes(bytes));

@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sockharness::fuzz::rig::InProcess;
+use sockharness_fuzz::rig::InProcess;
 
 thread_local! {
     static RIG: InProcess = InProcess::new().expect("a current-thread runtime starts");

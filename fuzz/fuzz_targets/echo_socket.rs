@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sockharness::fuzz::rig::EchoSockets;
-use sockharness::fuzz::strategy::Schedule;
+use sockharness_fuzz::rig::EchoSockets;
+use sockharness_fuzz::strategy::Schedule;
 
 thread_local! {
     static RIG: EchoSockets = EchoSockets::new().expect("the echo server starts on 127.0.0.1");

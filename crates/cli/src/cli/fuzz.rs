@@ -1,0 +1,305 @@
+//! `sockharness fuzz`: fuzz a real server and write reproducers of what breaks it.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use sockharness::script::Dur;
+use sockharness_fuzz::{self as fuzz, seed::Seeds, Config, Expect, Phase, Progress, Server};
+
+use super::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("server").required(true).args(["cmd", "addr"])))]
+pub(super) struct FuzzArgs {
+    /// The server under test, started by the fuzzer (and again if it dies): a shell command
+    /// with `{port}` (or `$PORT`) for the port it must listen on, on 127.0.0.1.
+    #[arg(long, value_name = "COMMAND")]
+    cmd: Option<String>,
+    /// The server under test, already running on the loopback (it cannot be restarted).
+    #[arg(long, value_name = "ADDR")]
+    addr: Option<SocketAddr>,
+    /// A scenario whose target is replaced by the server under test: its expectations must
+    /// hold however its sends are cut and paced, and what its clients send is fuzzed too.
+    /// Repeatable.
+    #[arg(long = "seed-scenario", value_name = "FILE")]
+    seed_scenarios: Vec<PathBuf>,
+    /// A directory of inputs: request bytes (one file, one client), `*.pcap`/`*.pcapng` (their
+    /// client streams) and `*.scenario` (seed scenarios). Repeatable.
+    #[arg(long, value_name = "DIR")]
+    corpus: Vec<PathBuf>,
+    /// An extra oracle: `echo` (every byte comes back) or `regex:RE` (every plain answer
+    /// matches RE).
+    #[arg(long, value_name = "echo|regex:RE", value_parser = parse_expect)]
+    expect: Option<Expect>,
+    /// Stop after this long.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    time: Duration,
+    /// Stop after this many inputs.
+    #[arg(long, value_name = "N")]
+    runs: Option<u64>,
+    /// The generator's seed; the same seed makes the same inputs (default: from the clock,
+    /// and printed).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Where reproducers are written.
+    #[arg(long, value_name = "DIR", default_value = "fuzz-out")]
+    out: PathBuf,
+    /// Inputs run at once (default: four per core).
+    #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// Time spent shrinking a failure before its reproducer is written.
+    #[arg(long, value_name = "DUR", default_value = "20s", value_parser = parse_duration)]
+    minimize_for: Duration,
+}
+
+fn parse_expect(s: &str) -> Result<Expect, String> {
+    if s == "echo" {
+        return Ok(Expect::Echo);
+    }
+    match s.strip_prefix("regex:") {
+        Some(re) => regex::bytes::Regex::new(re)
+            .map(Expect::Regex)
+            .map_err(|e| e.to_string()),
+        None => Err("expected `echo` or `regex:RE`".into()),
+    }
+}
+
+/// `250ms`, `1.5s`, `60s`, `2m`, or a number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s)"))?;
+    let secs = match unit {
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{unit}` is not a unit: use ms, s, m or h")),
+    };
+    const DAY: f64 = 24.0 * 3600.0;
+    if secs > 7.0 * DAY {
+        return Err(format!("`{s}` is more than a week: every run is bounded"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
+    let server = match (&args.cmd, args.addr) {
+        (Some(c), None) if c.trim().is_empty() => bail!("--cmd is empty"),
+        (Some(c), None) => {
+            if !c.contains("{port}") && !c.contains("PORT") {
+                eprintln!("note: the command has neither {{port}} nor $PORT: the server must listen on the port the fuzzer gives it");
+            }
+            Server::Cmd(c.clone())
+        }
+        (None, Some(a)) if !a.ip().is_loopback() => {
+            eprintln!(
+                "error: {a} is not a loopback address: sockharness sends traffic only to loopback"
+            );
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+        (None, Some(a)) => Server::Addr(a),
+        _ => unreachable!("clap requires exactly one of --cmd and --addr"),
+    };
+    let mut seeds = Seeds::default();
+    let loaded = (|| {
+        for f in &args.seed_scenarios {
+            seeds.add_scenario_file(f)?;
+        }
+        for d in &args.corpus {
+            seeds.add_corpus(d)?;
+        }
+        Ok::<_, fuzz::seed::SeedError>(())
+    })();
+    if let Err(e) = loaded {
+        eprint!("error: {e}");
+        if !e.to_string().ends_with('\n') {
+            eprintln!();
+        }
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    seeds.dedup();
+    if seeds.is_empty() {
+        eprintln!("note: no seeds given: starting from built-in probes (a text line, an HTTP request, a redis PING)");
+        seeds = Seeds::probes();
+    }
+    // Before any thread starts: reproducers are checked in a private namespace, which without
+    // root needs the process's user namespace.
+    sockharness::sandbox::init();
+    on_interrupt(fuzz::interrupt);
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let cfg = Config {
+        server,
+        seeds,
+        expect: args.expect,
+        time: args.time,
+        runs: args.runs,
+        seed,
+        out: args.out,
+        // Inputs mostly wait on the network, so several per core keep the cores busy.
+        jobs: args
+            .jobs
+            .map_or_else(|| 4 * sockharness::suite::default_jobs(), usize::from),
+        minimize_for: args.minimize_for,
+    };
+    eprintln!(
+        "fuzz: {} seed scenario(s), {} request stream(s), seed {seed}, for {}{}",
+        cfg.seeds.scenarios.len(),
+        cfg.seeds.streams.len(),
+        Dur(cfg.time),
+        cfg.runs
+            .map_or(String::new(), |r| format!(" or {r} inputs"))
+    );
+    let tty = std::io::stderr().is_terminal();
+    let mut last_line = std::time::Instant::now();
+    let report = fuzz::fuzz(&cfg, |p| {
+        let line = progress_line(p);
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+            let _ = std::io::stderr().flush();
+        } else if p.phase != Phase::Fuzzing || last_line.elapsed() >= Duration::from_secs(5) {
+            last_line = std::time::Instant::now();
+            eprintln!("{line}");
+        }
+    });
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    let report = match report {
+        Ok(r) => r,
+        Err(e @ fuzz::FuzzError::Seed(_)) | Err(e @ fuzz::FuzzError::NoSeeds) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+        Err(fuzz::FuzzError::Gone(why)) => {
+            say!("FAIL gone: {why}");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The first notes say what kind of trouble there was; a hundred more of it say nothing new.
+    const NOTES: usize = 8;
+    for n in report.notes.iter().take(NOTES) {
+        say!("note: {n}");
+    }
+    if report.notes.len() > NOTES {
+        say!(
+            "note: ... and {} more like these",
+            report.notes.len() - NOTES
+        );
+    }
+    for f in &report.found {
+        say!(
+            "FAIL {} after {:.1}s ({} inputs): {}",
+            f.oracle,
+            f.after.as_secs_f64(),
+            f.inputs,
+            f.exit.as_deref().map_or_else(
+                || format!(
+                    "{}: expected {}, got {}",
+                    f.failure.statement, f.failure.expected, f.failure.actual
+                ),
+                |e| format!(
+                    "the server exited ({}); the reproducer fails at {}: expected {}, got {}",
+                    e.lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end_matches("; its last output:"),
+                    f.failure.statement,
+                    f.failure.expected,
+                    f.failure.actual
+                )
+            )
+        );
+        say!("  how: {}", f.how);
+        say!(
+            "  reproducer: {} ({} statements, {} bytes); it failed {} of {} runs against a fresh server",
+            f.reproducer.display(),
+            f.statements,
+            f.bytes,
+            f.reproduced,
+            f.tries
+        );
+        say!("  run it: sockharness run {}", f.reproducer.display());
+    }
+    let secs = report.elapsed.as_secs_f64().max(1e-3);
+    say!(
+        "{} inputs in {secs:.1}s ({:.0}/s), {} failure{}, {} server restart{} after it died",
+        report.inputs,
+        report.inputs as f64 / secs,
+        report.found.len(),
+        if report.found.len() == 1 { "" } else { "s" },
+        report.restarts,
+        if report.restarts == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::from(if report.found.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }))
+}
+
+/// Runs `stop` on a thread of its own at the first SIGINT, SIGTERM or SIGHUP, so that Ctrl-C
+/// ends the run cleanly (the server under test, in a process group of its own, does not get
+/// the terminal's signal, and must be stopped by the fuzzer); a second one exits at once.
+fn on_interrupt(stop: fn()) {
+    // SAFETY: plain libc calls on a local signal set. Called before any other thread exists,
+    // so every thread inherits the mask and the signals reach only the waiting thread.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || {
+        let mut first = true;
+        loop {
+            let mut sig = 0;
+            // SAFETY: `set` is a valid, initialised signal set.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                return;
+            }
+            if !first {
+                // Nothing unwinds on exit: the server, in a process group of its own, is
+                // killed here or not at all.
+                fuzz::kill_now();
+                std::process::exit(130);
+            }
+            first = false;
+            eprintln!("\ninterrupted: finishing the inputs in flight and stopping the server (again to quit at once)");
+            stop();
+        }
+    });
+}
+
+fn progress_line(p: &Progress) -> String {
+    let secs = p.elapsed.as_secs_f64().max(1e-3);
+    let phase = match p.phase {
+        Phase::Fuzzing => "",
+        Phase::Confirming => ", replaying a failure alone",
+        Phase::Minimizing => ", minimising a failure",
+    };
+    format!(
+        "fuzz: {} inputs, {:.0}/s, {} failures, {} restarts after the server died, {:.0}s{phase}",
+        p.inputs,
+        p.inputs as f64 / secs,
+        p.failures,
+        p.restarts,
+        secs
+    )
+}

@@ -1,0 +1,555 @@
+//! The fuzz loop against a real server: seeds checked and calibrated, cases run by worker
+//! threads against one server process, failures confirmed alone, minimised, and written as
+//! scenario files that reproduce them with `sockharness run`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use sockharness::run::{self, Failure, RunOptions, Status};
+use sockharness::sandbox::Isolation;
+use sockharness::script::{Scenario, TargetSource};
+
+use super::case::{Case, Edit, Plain, Seed, CASE_TIMEOUT};
+use super::leak;
+use super::mutate::{self, Shape};
+use super::prepare::prepare;
+use super::reproduce::{conclude, conclude_leak, describe};
+use super::seed::Seeds;
+use super::server::{Running, Server};
+use super::FuzzError;
+
+/// An extra check on the server's answers.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// The server sends back every byte it is sent (`--expect echo`).
+    Echo,
+    /// Every plain answer matches this pattern (`--expect regex:RE`).
+    Regex(regex::bytes::Regex),
+}
+
+/// A fuzz run's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server under test.
+    pub server: Server,
+    /// What to start from.
+    pub seeds: Seeds,
+    /// An extra check on the answers.
+    pub expect: Option<Expect>,
+    /// Stop after this long.
+    pub time: Duration,
+    /// Stop after this many inputs.
+    pub runs: Option<u64>,
+    /// The generator's seed: the same seed makes the same cases.
+    pub seed: u64,
+    /// Where reproducers go.
+    pub out: PathBuf,
+    /// Worker threads running cases at once.
+    pub jobs: usize,
+    /// How long to spend minimising one failure.
+    pub minimize_for: Duration,
+}
+
+/// A progress report, sent about twice a second.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Inputs run so far.
+    pub inputs: u64,
+    /// Time since the fuzz loop started.
+    pub elapsed: Duration,
+    /// Failures found.
+    pub failures: usize,
+    /// Times the server was restarted after it died.
+    pub restarts: u32,
+    /// What is going on, when it is not the loop itself.
+    pub phase: Phase,
+}
+
+/// What the run is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Running cases.
+    Fuzzing,
+    /// Replaying a failing case alone.
+    Confirming,
+    /// Shrinking a failing case.
+    Minimizing,
+}
+
+/// A failure found, and the reproducer written for it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// What broke: `crash`, `hang`, `refused`, `mismatch`, ...
+    pub oracle: String,
+    /// The failing expectation, as the reproducer reports it.
+    pub failure: Failure,
+    /// How the server exited, for a crash.
+    pub exit: Option<String>,
+    /// The seed it came from and the edits that made it fail.
+    pub how: String,
+    /// The reproducer file.
+    pub reproducer: PathBuf,
+    /// Statements in the reproducer.
+    pub statements: usize,
+    /// Size of the reproducer file in bytes.
+    pub bytes: usize,
+    /// Runs of the reproducer, against a freshly started server, that failed, of `tries`.
+    pub reproduced: u32,
+    /// Runs tried.
+    pub tries: u32,
+    /// Time from the start of the run to the failure's first sighting.
+    pub after: Duration,
+    /// Inputs run before it was seen.
+    pub inputs: u64,
+}
+
+/// The outcome of a fuzz run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Inputs run.
+    pub inputs: u64,
+    /// Time spent.
+    pub elapsed: Duration,
+    /// Failures found (the run stops at the first confirmed one).
+    pub found: Vec<Found>,
+    /// Times the server was restarted after it died.
+    pub restarts: u32,
+    /// Things the user should know (seeds without a comparable answer, failures that did not
+    /// reproduce alone).
+    pub notes: Vec<String>,
+}
+
+/// How one case ended against the server.
+#[derive(Debug, Clone)]
+pub(super) enum Verdict {
+    Pass,
+    Skip,
+    Fail(Failure),
+    Crash(String, Option<Failure>),
+}
+
+impl Verdict {
+    /// Two verdicts are the same failure when both are crashes, or both failed at the same
+    /// statement with the same expectation and the same result.
+    pub(super) fn same(&self, other: &Verdict) -> bool {
+        match (self, other) {
+            (Verdict::Crash(..), Verdict::Crash(..)) => true,
+            (Verdict::Fail(a), Verdict::Fail(b)) => {
+                a.statement == b.statement && a.expected == b.expected && a.actual == b.actual
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn failed(&self) -> bool {
+        matches!(self, Verdict::Fail(_) | Verdict::Crash(..))
+    }
+}
+
+/// The fuzzer's state between phases.
+pub(super) struct Fuzzer<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) server: Mutex<Running>,
+    pub(super) seeds: Vec<Seed>,
+    /// The plain exchange that follows a case being confirmed, minimised or reproduced.
+    pub(super) health: Option<Plain>,
+}
+
+/// Settling time after a case before the server's process is checked: a crash caused by the
+/// last bytes of a case takes a moment to show.
+const SETTLE: Duration = Duration::from_millis(20);
+
+impl Fuzzer<'_> {
+    /// Runs `sc` against the running server, and checks the server outlived it.
+    pub(super) fn run(&self, sc: &Scenario, settle: Duration) -> Verdict {
+        let opts = RunOptions {
+            isolation: Isolation::Never,
+            capture: false,
+            ..RunOptions::default()
+        };
+        let r = run::run_with(sc, &opts);
+        if !settle.is_zero() {
+            std::thread::sleep(settle);
+        }
+        let exit = self.lock().exited();
+        match (r.status, exit) {
+            (Status::Failed(f), Some(e)) => Verdict::Crash(e, Some(f)),
+            (_, Some(e)) => Verdict::Crash(e, None),
+            (Status::Failed(f), None) => Verdict::Fail(f),
+            (Status::Passed, None) => Verdict::Pass,
+            (Status::Skipped(_), None) => Verdict::Skip,
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        // A worker that panicked holding the lock left the server as it was: still usable.
+        self.server.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server's open descriptors (counted without holding the lock the workers need).
+    pub(super) fn fds(&self) -> Option<u64> {
+        let pid = self.lock().pid()?;
+        sockharness::process::group_fds(pid).ok()
+    }
+
+    /// The address cases aim at now.
+    pub(super) fn source(&self) -> TargetSource {
+        TargetSource::At(self.lock().addr())
+    }
+
+    /// Restarts the server if it died.
+    pub(super) fn ensure_alive(&self) -> Result<(), FuzzError> {
+        let mut s = self.lock();
+        if s.alive() {
+            return Ok(());
+        }
+        s.restart(true)
+    }
+
+    /// A server just started (one that was already running is only checked): what a case
+    /// does to it is then the case's doing, not what came before.
+    pub(super) fn fresh(&self) -> Result<(), FuzzError> {
+        let mut s = self.lock();
+        let died = !s.alive();
+        if matches!(self.cfg.server, Server::Cmd(_)) || died {
+            return s.restart(died);
+        }
+        Ok(())
+    }
+
+    /// The scenario of `case` on `seed`, followed by the health exchange.
+    pub(super) fn with_health(&self, seed: &Seed, case: &Case, source: &TargetSource) -> Scenario {
+        let mut sc = case.scenario(seed, source);
+        if let Some(h) = &self.health {
+            super::case::append_health(&mut sc, h);
+        }
+        sc
+    }
+
+    /// Runs `case` on `seed` alone, on a fresh server, followed by the health exchange.
+    pub(super) fn check_fresh(&self, seed: &Seed, case: &Case) -> Result<Verdict, FuzzError> {
+        self.fresh()?;
+        let sc = self.with_health(seed, case, &self.source());
+        Ok(self.run(&sc, SETTLE))
+    }
+}
+
+/// Fuzzes the server as `cfg` says; `progress` hears how it goes about twice a second.
+pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report, FuzzError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&cfg.out).map_err(|source| FuzzError::Out {
+        path: cfg.out.display().to_string(),
+        source,
+    })?;
+    let mut report = Report::default();
+    let server = Running::start(&cfg.server)?;
+    let mut fz = Fuzzer {
+        cfg,
+        server: Mutex::new(server),
+        seeds: Vec::new(),
+        health: None,
+    };
+    let mut given = cfg.seeds.clone();
+    given.dedup();
+    prepare(&mut fz, &given, &mut report)?;
+    let mut shapes: Vec<Shape> = fz.seeds.iter().map(Shape::of).collect();
+    // A seed that fails with nothing changed is the first finding.
+    for (i, shape) in shapes.iter_mut().enumerate() {
+        let case = Case {
+            seed: i,
+            edits: Vec::new(),
+        };
+        if super::interrupted() {
+            break;
+        }
+        // Timed without the server's start.
+        fz.fresh()?;
+        let sc = fz.with_health(&fz.seeds[i], &case, &fz.source());
+        let t = Instant::now();
+        let v = fz.run(&sc, SETTLE);
+        let cost = t.elapsed();
+        shape.weight = 1.0 / (cost.as_secs_f64() * 1000.0 + 2.0);
+        if matches!(v, Verdict::Skip) {
+            report.notes.push(format!(
+                "{}: skipped here (a program it requires is missing?), so it is not fuzzed",
+                fz.seeds[i].label
+            ));
+            shape.weight = 0.0;
+            continue;
+        }
+        // Past a few times what the seed takes plainly, a case is hanging: say so then, not at
+        // the seed's own (generous) deadline.
+        let settings = &mut fz.seeds[i].scenario.settings;
+        let own = settings.timeout.unwrap_or(run::DEFAULT_TIMEOUT);
+        settings.timeout = Some(own.min(CASE_TIMEOUT.max(cost * 4)));
+        // Three clients at once, each sending its request whole: a server that answers one
+        // connection at a time hangs here.
+        let crowd = fz.seeds[i].plain.as_ref().map(|p| Case {
+            seed: i,
+            edits: vec![Edit::Crowd {
+                clients: 3,
+                chunk: p.request.len().max(1) as u64,
+                gap: Duration::ZERO,
+            }],
+        });
+        let crowd = match crowd {
+            Some(c) if !v.failed() => match fz.check_fresh(&fz.seeds[i], &c)? {
+                Verdict::Fail(f) if f.actual.contains("timed out") => Some((c, Verdict::Fail(f))),
+                v @ Verdict::Crash(..) => Some((c, v)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let plain_failed = v.failed();
+        let failed = match (plain_failed, crowd) {
+            (true, _) => Some((case, v)),
+            (false, c) => c,
+        };
+        if let Some((case, v)) = failed {
+            if let Some(found) = conclude(&fz, case, v, started, 0, &mut progress, &mut report)? {
+                report.found.push(found);
+                report.elapsed = started.elapsed();
+                report.restarts = fz.lock().restarts;
+                return Ok(report);
+            }
+            // The note is in the report. A seed that fails by itself is not fuzzed; one whose
+            // crowd failed only once keeps its other edits.
+            if plain_failed {
+                shape.weight = 0.0;
+            } else if let Some(p) = &mut fz.seeds[i].plain {
+                p.independent = false;
+            }
+            fz.fresh()?;
+        }
+    }
+    if shapes.iter().all(|s| s.weight == 0.0) {
+        return Err(FuzzError::Server(format!(
+            "no seed runs the same way twice against this server, so nothing can be compared:\n{}",
+            report.notes.join("\n")
+        )));
+    }
+    let streams: Vec<Vec<u8>> = given.streams.iter().map(|s| s.bytes.clone()).collect();
+    // The server's descriptors when idle, once the seed checks' connections are closed.
+    std::thread::sleep(Duration::from_millis(200));
+    let idle = fz.fds();
+    let mut leak_checks = idle.is_some();
+    let mut jobs = cfg.jobs.max(1);
+    let mut unsteady = vec![0u32; fz.seeds.len()];
+    let echo = matches!(cfg.expect, Some(Expect::Echo));
+    let next = AtomicU64::new(0);
+    let deadline = started
+        .checked_add(cfg.time)
+        .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
+    loop {
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(u64, Case, Verdict)>();
+        let mut failing: Vec<(u64, Case, Verdict)> = Vec::new();
+        let mut leaking = None;
+        let mut recent: Vec<(u64, Case)> = Vec::new();
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                let tx = tx.clone();
+                let (fz, next, stop, shapes, streams) = (&fz, &next, &stop, &shapes, &streams);
+                scope.spawn(move || {
+                    let source = fz.source();
+                    while !stop.load(Ordering::Relaxed)
+                        && !super::interrupted()
+                        && Instant::now() < deadline
+                    {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if cfg.runs.is_some_and(|r| i >= r) {
+                            break;
+                        }
+                        let case = mutate::generate(cfg.seed, i, &fz.seeds, shapes, streams, echo);
+                        let sc = case.scenario(&fz.seeds[case.seed], &source);
+                        let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            fz.run(&sc, Duration::ZERO)
+                        }))
+                        .unwrap_or(Verdict::Skip);
+                        if tx.send((i, case, v)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut last = Instant::now();
+            loop {
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok((i, case, v)) => {
+                        report.inputs += 1;
+                        if v.failed() {
+                            stop.store(true, Ordering::Relaxed);
+                            failing.push((i, case, v));
+                        } else {
+                            recent.push((i, case));
+                            if recent.len() > 64 {
+                                recent.remove(0);
+                            }
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if last.elapsed() >= Duration::from_millis(500) {
+                    last = Instant::now();
+                    let fds = if leak_checks { fz.fds() } else { None };
+                    if let (Some(idle), Some(now)) = (idle, fds) {
+                        if now > idle + leak::margin(jobs) && leaking.is_none() {
+                            leaking = Some(now);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    progress(&Progress {
+                        inputs: report.inputs,
+                        elapsed: started.elapsed(),
+                        failures: report.found.len(),
+                        restarts: fz.lock().restarts,
+                        phase: Phase::Fuzzing,
+                    });
+                }
+            }
+        });
+        // A failure may be a leak's symptom (out of descriptors, it stops accepting), and the
+        // replays that follow restart the server, which hides the leak: look at it first.
+        let high = |fds: Option<u64>| matches!((idle, fds), (Some(i), Some(n)) if n > i + leak::margin(jobs));
+        if let (Some(idle), true) = (
+            idle,
+            leaking.is_some() || (leak_checks && !failing.is_empty() && high(fz.fds())),
+        ) {
+            // With every input finished, what is still open is the server's own doing.
+            std::thread::sleep(Duration::from_millis(500));
+            let now = fz.fds().unwrap_or(0);
+            let seen = leaking.unwrap_or(now);
+            if now > idle + leak::margin(jobs) {
+                if let Some(found) =
+                    conclude_leak(&fz, idle, seen.max(now), started, report.inputs)?
+                {
+                    report.found.push(found);
+                    break;
+                }
+                report.notes.push(format!(
+                    "the server held {now} descriptors after {} inputs (idle: {idle}), but {} connections opened and closed on a fresh server did not show it",
+                    report.inputs,
+                    leak::CONNECTIONS
+                ));
+                // Once is enough: what this server holds on to is not what the reproducer does.
+                leak_checks = false;
+                fz.fresh()?;
+            }
+            if failing.is_empty() && Instant::now() < deadline {
+                continue;
+            }
+        }
+        if failing.is_empty() {
+            break;
+        }
+        // Several workers share one server: the case that failed may be the victim of another
+        // that broke the server. Replay the failing cases, then the recent ones, each alone.
+        failing.sort_by_key(|(i, ..)| *i);
+        recent.sort_by_key(|(i, _)| *i);
+        progress(&Progress {
+            inputs: report.inputs,
+            elapsed: started.elapsed(),
+            failures: report.found.len(),
+            restarts: fz.lock().restarts,
+            phase: Phase::Confirming,
+        });
+        let first_seen = started.elapsed();
+        let suspects = failing
+            .iter()
+            .map(|(i, c, _)| (*i, c.clone()))
+            .chain(recent.iter().rev().take(SUSPECTS).cloned())
+            .collect::<Vec<_>>();
+        let mut confirmed = None;
+        'suspects: for (_, case) in suspects {
+            // Replays stay within the run's time, with a little to spare for the first ones.
+            if super::interrupted() || Instant::now() > deadline + Duration::from_secs(10) {
+                break;
+            }
+            let steadied = Case {
+                seed: case.seed,
+                edits: case.edits.iter().map(Edit::steadied).collect(),
+            };
+            for case in [case.clone(), case, steadied] {
+                let v = fz.check_fresh(&fz.seeds[case.seed], &case)?;
+                if v.failed() {
+                    confirmed = Some((case, v));
+                    break 'suspects;
+                }
+            }
+        }
+        match confirmed {
+            Some((case, v)) => {
+                let inputs = report.inputs;
+                if let Some(mut found) =
+                    conclude(&fz, case, v, started, inputs, &mut progress, &mut report)?
+                {
+                    found.after = first_seen;
+                    report.found.push(found);
+                    break;
+                }
+                fz.ensure_alive()?;
+            }
+            None => {
+                let (i, case, v) = &failing[0];
+                report.notes.push(format!(
+                    "input {i} failed ({}) but did not fail again when replayed alone: {}",
+                    describe(v),
+                    case.edits
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+                if jobs > 1 {
+                    // Inputs running at once disturb each other here (the server shares state
+                    // between connections, or slows down under load): one at a time from now.
+                    jobs = 1;
+                    report.notes.push("inputs running at the same time disturbed each other, so the rest of the run went one input at a time".into());
+                } else {
+                    // Alone, and still only on the long-running server: this seed's answers
+                    // depend on what earlier inputs did to the server's state (a key, a
+                    // counter). Twice, and it is fuzzed no more.
+                    let seed = case.seed;
+                    unsteady[seed] += 1;
+                    if unsteady[seed] == 2 {
+                        shapes[seed].weight = 0.0;
+                        report.notes.push(format!(
+                            "{}: its answers depend on the state earlier inputs left in the server, so it is fuzzed no more",
+                            fz.seeds[seed].label
+                        ));
+                        if shapes.iter().all(|s| s.weight == 0.0) {
+                            report.notes.push(
+                                "no seed is left whose answers do not depend on the server's state"
+                                    .into(),
+                            );
+                            break;
+                        }
+                    }
+                }
+                fz.ensure_alive()?;
+            }
+        }
+        if Instant::now() >= deadline
+            || super::interrupted()
+            || cfg.runs.is_some_and(|r| next.load(Ordering::Relaxed) >= r)
+        {
+            break;
+        }
+    }
+    if super::interrupted() {
+        report
+            .notes
+            .push("interrupted: the run stopped early".into());
+    }
+    report.elapsed = started.elapsed();
+    report.restarts = fz.lock().restarts;
+    fz.lock().stop();
+    Ok(report)
+}
+
+/// Inputs that ran just before a failure, replayed alone as its possible cause.
+const SUSPECTS: usize = 8;

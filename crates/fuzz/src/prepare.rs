@@ -1,0 +1,196 @@
+//! Before the loop: every request stream delivered plainly, twice and a second apart on fresh
+//! servers, its answer recorded as the baseline that transport invariance holds mutations to;
+//! a few mutated variants calibrated the same way; and whether the server's connections share
+//! state.
+
+use std::time::{Duration, Instant};
+
+use sockharness::script::TargetSource;
+
+use super::calibrate::{self, Baseline};
+use super::case::{Plain, Seed};
+use super::engine::{Expect, Fuzzer, Report, Verdict};
+use super::mutate;
+use super::seed::Seeds;
+use super::FuzzError;
+
+/// Mutated variants of the request streams that get an answer of their own, compared like the
+/// streams themselves: transport invariance then covers bytes no seed has.
+const VARIANTS: usize = 16;
+/// Between the two plain deliveries of a request: an answer that carries the time of day (an
+/// HTTP `Date`) differs across a second, and is then compared by its length only.
+const APART: Duration = Duration::from_millis(1050);
+/// The pause after an intruding client on a server whose connections share state.
+const SHARED_SETTLE: Duration = Duration::from_millis(20);
+
+/// Turns the given seeds into runnable seeds: seed scenarios as they are, and every request
+/// stream (and a few mutated variants of them) with the answer its plain delivery gets.
+pub(super) fn prepare(
+    fz: &mut Fuzzer<'_>,
+    given: &Seeds,
+    report: &mut Report,
+) -> Result<(), FuzzError> {
+    let cfg = fz.cfg;
+    let began = Instant::now();
+    // Variants are extra: a server slow to start does not spend the run's time on them.
+    let extra_time = cfg.time / 4;
+    let mut seeds: Vec<Seed> = given
+        .scenarios
+        .iter()
+        .map(|s| Seed {
+            label: s.label.clone(),
+            scenario: s.scenario.clone(),
+            plain: None,
+            settle: None,
+        })
+        .collect();
+    let mut shared = false;
+    let mut crowd_hangs = false;
+    let mut requests: Vec<(String, Vec<u8>, bool)> = given
+        .streams
+        .iter()
+        .map(|s| (s.label.clone(), s.bytes.clone(), false))
+        .collect();
+    let originals: Vec<Vec<u8>> = given.streams.iter().map(|s| s.bytes.clone()).collect();
+    if !originals.is_empty() && !matches!(cfg.expect, Some(Expect::Echo)) {
+        let mut rng = mutate::rng_for(cfg.seed, u64::MAX);
+        for k in 0..VARIANTS {
+            let stream = &given.streams[k % given.streams.len()];
+            let (label, bytes) = (&stream.label, &stream.bytes);
+            let mut b = bytes.clone();
+            mutate::mutate(&mut rng, &mut b, &originals);
+            b.truncate(4096);
+            if !b.is_empty() && !requests.iter().any(|(_, r, _)| *r == b) {
+                requests.push((format!("{label} (mutation {})", k + 1), b, true));
+            }
+        }
+    }
+    // Round one for every request, round two a second after each one's first.
+    let quiet = Duration::from_millis(60);
+    let limit = Duration::from_secs(2);
+    let mut first = Vec::with_capacity(requests.len());
+    // Each on a fresh server: the answer must not depend on the requests before it, as
+    // confirmations and reproducers run on fresh servers too.
+    for (_, bytes, variant) in &requests {
+        if super::interrupted() || (*variant && began.elapsed() > extra_time) {
+            first.push(None);
+            continue;
+        }
+        fz.fresh()?;
+        let addr = fz.lock().addr();
+        let at = Instant::now();
+        let ex = calibrate::exchange(addr, bytes, quiet, limit);
+        // A request whose plain delivery breaks the server is a finding: its seed, checked
+        // first thing, shows it on a fresh server.
+        let dead = !fz.lock().alive();
+        if dead || ex.is_err() {
+            fz.fresh()?;
+        }
+        first.push(Some((at, ex.ok().filter(|_| !dead))));
+    }
+    for ((label, bytes, variant), tried) in requests.iter().zip(first) {
+        // Left out for time, or the run was interrupted.
+        let Some((at, a)) = tried.filter(|_| !super::interrupted()) else {
+            continue;
+        };
+        std::thread::sleep((at + APART).saturating_duration_since(Instant::now()));
+        fz.fresh()?;
+        let addr = fz.lock().addr();
+        let b = match a {
+            Some(_) => calibrate::exchange(addr, bytes, quiet, limit).ok(),
+            None => None,
+        };
+        if b.is_none() && !fz.lock().alive() {
+            fz.fresh()?;
+        }
+        let addr = fz.lock().addr();
+        let compared = match (a, &b) {
+            (Some(a), Some(b)) => calibrate::compare(a, b),
+            _ => Baseline::Broke,
+        };
+        let baseline = match (&cfg.expect, compared) {
+            (_, Baseline::Broke) => Baseline::Broke,
+            // The answer an echo server must give is known: the request.
+            (Some(Expect::Echo), _) => Baseline::Exact(calibrate::Exchange {
+                response: bytes.clone(),
+                end: calibrate::End::Open,
+            }),
+            (_, Baseline::Unstable) if *variant => continue,
+            (_, Baseline::Unstable) => {
+                report.notes.push(format!(
+                    "{label}: the answer to its plain delivery changes from one delivery to the next; only liveness is checked for it"
+                ));
+                Baseline::Unstable
+            }
+            // A variant nobody answers adds nothing the intruders do not already do.
+            (_, b) if *variant && b.exchange().is_some_and(|e| e.response.is_empty()) => continue,
+            (_, b) => b,
+        };
+        let mut plain = Plain {
+            request: bytes.clone(),
+            baseline,
+            independent: false,
+        };
+        // Only a server that answers each connection on its own may be held to the plain answer
+        // when clients interleave.
+        if plain.baseline.exchange().is_some() && !crowd_hangs {
+            let mut crowd = plain.scenario("srv", 3, None, Duration::ZERO);
+            super::case::retarget(&mut crowd, &TargetSource::At(addr));
+            let v = fz.run(&crowd, Duration::ZERO);
+            // A request nobody answers leaves only "nothing arrives" to compare, which is what
+            // a broadcast (a chat room) breaks whenever the others' lines come late enough to
+            // pass the check: such a request is never sent by clients at once.
+            let answered = plain
+                .baseline
+                .exchange()
+                .is_some_and(|e| !e.response.is_empty());
+            plain.independent = answered && !v.failed();
+            // Clients at once that get other answers than one alone (not none at all): the
+            // server's connections share state.
+            shared |= matches!(&v, Verdict::Fail(f) if !f.actual.contains("timed out"));
+            // One hang says the server cannot take clients at once; the seed checks show it,
+            // and asking again for every request would only wait out more deadlines.
+            crowd_hangs |= matches!(&v, Verdict::Fail(f) if f.actual.contains("timed out"));
+            if !plain.independent {
+                // What the crowd did (a hang, a crash) is checked again with the seeds, on a
+                // fresh server; what follows must not inherit it.
+                fz.fresh()?;
+            }
+        }
+        let mut scenario = plain.scenario("srv", 1, None, Duration::ZERO);
+        if let (Some(Expect::Regex(re)), Some(ex)) = (&cfg.expect, plain.baseline.exchange()) {
+            // An answer that does not match is held to the pattern instead of to its bytes, so
+            // the seed's own check fails, and its reproducer says why.
+            if !re.is_match(&ex.response) {
+                super::case::expect_matches(&mut scenario, re.as_str());
+            }
+        }
+        seeds.push(Seed {
+            label: label.clone(),
+            scenario,
+            plain: Some(plain),
+            settle: None,
+        });
+    }
+    if seeds.is_empty() {
+        return Err(FuzzError::NoSeeds);
+    }
+    // The health request must be one the server answers (a chat line is answered to the
+    // others, not to its sender): its answer, any answer, shows the server alive.
+    fz.health = seeds
+        .iter()
+        .filter_map(|s| s.plain.as_ref())
+        .find(|p| {
+            p.baseline
+                .exchange()
+                .is_some_and(|e| !e.response.is_empty())
+        })
+        .cloned();
+    if shared {
+        for s in &mut seeds {
+            s.settle = Some(SHARED_SETTLE);
+        }
+    }
+    fz.seeds = seeds;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The server under test during a fuzz run: started once, reused across inputs, restarted only
+//! after it dies.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use sockharness::process::{self as target, Process};
+use sockharness::script::TargetSource;
+
+use super::FuzzError;
+
+/// Which server to fuzz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Server {
+    /// A command the fuzzer starts, `{port}` (and `$PORT`) giving it its port.
+    Cmd(String),
+    /// A server already running on the loopback.
+    Addr(SocketAddr),
+}
+
+impl Server {
+    /// The target statement's source that starts this server afresh in a reproducer.
+    pub fn source(&self) -> TargetSource {
+        match self {
+            Server::Cmd(command) => TargetSource::Cmd {
+                command: command.clone(),
+                ready: None,
+            },
+            Server::Addr(a) => TargetSource::At(*a),
+        }
+    }
+}
+
+/// The process group of the server now running, for [`kill_now`].
+static GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// Kills the server under test at once (SIGKILL to its process group): for a process about to
+/// exit without unwinding, such as on a second Ctrl-C.
+pub fn kill_now() {
+    let group = GROUP.swap(0, Ordering::Relaxed);
+    if group > 0 {
+        // SAFETY: kill has no memory preconditions; a negative pid names the group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+}
+
+/// How long a started server may take to listen.
+const READY: Duration = Duration::from_secs(10);
+
+/// The running server.
+pub(super) struct Running {
+    server: Server,
+    process: Option<Process>,
+    addr: SocketAddr,
+    /// Times it was started again after dying (not the deliberate fresh starts).
+    pub(super) restarts: u32,
+}
+
+impl Running {
+    pub(super) fn start(server: &Server) -> Result<Running, FuzzError> {
+        let mut r = Running {
+            server: server.clone(),
+            process: None,
+            addr: match server {
+                Server::Addr(a) => *a,
+                Server::Cmd(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            restarts: 0,
+        };
+        r.launch()?;
+        Ok(r)
+    }
+
+    fn launch(&mut self) -> Result<(), FuzzError> {
+        let Server::Cmd(command) = &self.server else {
+            return TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+                .map(drop)
+                .map_err(|e| FuzzError::Server(format!("nothing answers at {}: {e}", self.addr)));
+        };
+        let port = target::free_port().map_err(|e| FuzzError::Server(e.to_string()))?;
+        let mut p = Process::spawn(command, port)
+            .map_err(|e| FuzzError::Server(format!("cannot start `{command}`: {e}")))?;
+        let started = Instant::now();
+        while !target::listening(port) {
+            if let Some(status) = p.exited() {
+                return Err(FuzzError::Server(format!(
+                    "`{command}` exited ({status}) before it listened on port {port}{}",
+                    tail(&p)
+                )));
+            }
+            if started.elapsed() > READY {
+                p.terminate(target::TERM_GRACE);
+                return Err(FuzzError::Server(format!(
+                    "`{command}` did not listen on port {port} within {}s (does it take its port from {{port}} or $PORT?){}",
+                    READY.as_secs(),
+                    tail(&p)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.addr = target::cmd_addr(port);
+        GROUP.store(i32::try_from(p.id()).unwrap_or(0), Ordering::Relaxed);
+        self.process = Some(p);
+        Ok(())
+    }
+
+    /// Where it listens now.
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How it exited, if it did (`None` while it runs, and always for a server at an address,
+    /// whose process is not ours to watch).
+    pub(super) fn exited(&mut self) -> Option<String> {
+        let p = self.process.as_mut()?;
+        p.exited().map(|s| format!("{s}{}", tail(p)))
+    }
+
+    /// Its process (group leader), where it is a process of ours.
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
+    }
+
+    /// Whether it still answers: its process lives, or (at an address) it accepts a connection.
+    pub(super) fn alive(&mut self) -> bool {
+        match &self.server {
+            Server::Cmd(_) => self.exited().is_none(),
+            Server::Addr(a) => TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok(),
+        }
+    }
+
+    /// Starts it again (`died`: because it had died); a server at an address cannot be, and is
+    /// given a few seconds to answer again (a supervisor may restart it).
+    pub(super) fn restart(&mut self, died: bool) -> Result<(), FuzzError> {
+        if let Server::Addr(a) = self.server {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Err(FuzzError::Gone(format!(
+                "the server at {a} stopped answering, and a server given by --addr cannot be restarted to find the input that broke it: run it with --cmd for a reproducer"
+            )));
+        }
+        if let Some(mut p) = self.process.take() {
+            p.terminate(target::TERM_GRACE);
+        }
+        self.restarts += u32::from(died);
+        // A server that died and cannot start again ends the run with what broke it.
+        self.launch().map_err(|e| match (died, e) {
+            (true, FuzzError::Server(why)) => FuzzError::Gone(format!(
+                "the server died and could not be started again: {why}"
+            )),
+            (_, e) => e,
+        })
+    }
+
+    /// Stops it for good.
+    pub(super) fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.terminate(target::TERM_GRACE);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(p: &Process) -> String {
+    let t = p.output_tail(10);
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("; its last output:\n{t}")
+    }
+}

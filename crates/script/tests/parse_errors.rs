@@ -1,0 +1,338 @@
+//! Bad input: every problem is reported at `path:line:column` with a caret and a hint, and no
+//! input makes the parser panic.
+
+use sockharness_script::{parse, random_bytes, Diagnostics};
+
+#[track_caller]
+fn problems(text: &[u8]) -> Diagnostics {
+    match parse("bad.scenario", text) {
+        Ok(s) => panic!("expected problems, parsed as {s:?}"),
+        Err(d) => d,
+    }
+}
+
+/// The `line:column` of every problem.
+fn positions(d: &Diagnostics) -> Vec<(usize, usize)> {
+    d.problems
+        .iter()
+        .map(|p| {
+            let pos = d.position(p);
+            (pos.line, pos.column)
+        })
+        .collect()
+}
+
+#[test]
+fn typo_in_a_statement_gets_a_suggestion() {
+    let d = problems(b"# demo\nlisten srv\nconect cli to srv\n");
+    insta::assert_snapshot!(d.to_string(), @r"
+    bad.scenario:3:1: error: unknown statement `conect`
+      ┌─ bad.scenario:3:1
+      │
+    3 │ conect cli to srv
+      │ ^^^^^^ did you mean `connect`?
+    ");
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported() {
+    let text = "\
+listen srv backlog=two
+connect cli to nowhere
+accept srv as conn
+recv conn 5 == ECONNRESTE
+sleep 10
+send cli \"unterminated
+expect conn.state == ESTABLISH
+send cli \"x\" == \"y\"
+sleep 10ms &h
+wait h
+wait h
+";
+    let d = problems(text.as_bytes());
+    assert_eq!(
+        positions(&d),
+        vec![
+            (1, 20),
+            (2, 16),
+            (4, 16),
+            (5, 7),
+            (6, 10),
+            (7, 22),
+            (8, 14),
+            (9, 13),
+            (11, 6)
+        ]
+    );
+    insta::assert_snapshot!(d.to_string());
+}
+
+#[test]
+fn names_must_be_defined_once_and_of_the_right_kind() {
+    let d = problems(b"listen srv\nconnect srv to srv\nsend srv \"x\"\nwait srv\n");
+    let messages: Vec<_> = d.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "`srv` is already defined, as a listener",
+            "`srv` is a listener, expected a socket",
+            "`srv` is a listener, expected a background handle",
+        ]
+    );
+}
+
+#[test]
+fn literals_are_checked() {
+    for (text, message, column) in [
+        ("send c \"a\\q\"", "unknown escape", 10),
+        ("send c \"\\x4\"", "`\\x` needs two hex digits", 9),
+        ("send c hex\"4 8\"", "hex byte cut in half", 12),
+        ("send c hex\"abc\"", "odd number of hex digits", 14),
+        ("send c hex\"zz\"", "`z` is not a hex digit", 12),
+        ("sleep 1.5", "`1.5` needs a unit", 7),
+        ("sleep 5m", "unknown duration unit `m`", 7),
+        ("recv c 64KB", "unknown size unit `KB`", 8),
+        ("recv c 0", "a read buffer must hold at least 1 byte", 8),
+        (
+            "connect c to 300.1.1.1:80",
+            "`300.1.1.1:80` is not an address",
+            14,
+        ),
+        (
+            "sysctl kernel.panic=1",
+            "only network sysctls (`net.*`) can be set",
+            8,
+        ),
+        ("expect c.fd == cli", "expected a number, found `cli`", 16),
+        (
+            "expect c.state < LISTEN",
+            "`<` compares numbers; `state` is not a number",
+            16,
+        ),
+        (
+            "timeout 1s extra",
+            "unexpected `extra` at the end of the statement",
+            12,
+        ),
+    ] {
+        let text = format!("listen l\nconnect c to l\n{text}\n");
+        let d = problems(text.as_bytes());
+        let first = &d.problems[0];
+        assert_eq!(first.message, message, "for {text:?}");
+        assert_eq!(d.position(first).line, 3, "for {text:?}");
+        assert_eq!(d.position(first).column, column, "for {text:?}");
+    }
+}
+
+#[test]
+fn invalid_utf8_is_reported_where_it_is() {
+    let d = problems(b"listen srv\nsend cli \"caf\xe9\"\n");
+    assert_eq!(positions(&d), vec![(2, 14)]);
+    assert!(d
+        .to_string()
+        .starts_with("bad.scenario:2:14: error: invalid UTF-8"));
+}
+
+#[test]
+fn binary_junk_never_panics_and_is_capped() {
+    for seed in 0..200 {
+        let junk = random_bytes(4096, seed);
+        let d = problems(&junk);
+        assert!(!d.problems.is_empty());
+        assert!(d.problems.len() <= sockharness_script::MAX_PROBLEMS);
+        // Rendering must not panic either, whatever the bytes.
+        let _ = d.to_string();
+    }
+}
+
+#[test]
+fn a_ten_megabyte_line_is_reported_briefly() {
+    let mut text = b"listen srv\nsend srv \"".to_vec();
+    text.extend(std::iter::repeat_n(b'a', 10 << 20));
+    text.extend_from_slice(b"\n");
+    let d = problems(&text);
+    assert_eq!(positions(&d), vec![(2, 10)]);
+    assert!(
+        d.to_string().len() < 2000,
+        "the report shows a window, not the whole line"
+    );
+}
+
+#[test]
+fn nul_and_control_characters_are_named() {
+    let d = problems(b"listen srv\x00\n");
+    assert_eq!(d.problems[0].message, "unexpected character U+0000");
+    assert_eq!(positions(&d), vec![(1, 11)]);
+}
+
+#[test]
+fn token_soup_never_panics() {
+    // Random sequences of real tokens reach deeper into the parser than random bytes do.
+    const WORDS: &[&str] = &[
+        "listen",
+        "connect",
+        "accept",
+        "send",
+        "recv",
+        "read",
+        "write",
+        "shutdown",
+        "close",
+        "abort",
+        "set",
+        "sleep",
+        "wait",
+        "expect",
+        "timeout",
+        "tolerance",
+        "sysctl",
+        "srv",
+        "cli",
+        "to",
+        "as",
+        "on",
+        "backlog",
+        "=",
+        "==",
+        "!=",
+        "<",
+        ">=",
+        "&",
+        "|",
+        "(",
+        ")",
+        ",",
+        ".",
+        "within",
+        "pending",
+        "for",
+        "exact",
+        "until",
+        "all",
+        "nowait",
+        "chunk",
+        "gap",
+        "ok",
+        "EOF",
+        "ECONNRESET",
+        "sent",
+        "pattern",
+        "random",
+        "seed",
+        "state",
+        "peer",
+        "queued",
+        "\"x\"",
+        "hex\"41\"",
+        "5",
+        "1.5s",
+        "64KiB",
+        "127.0.0.1:0",
+        "[::1]:0",
+        "\n",
+        "#",
+    ];
+    for seed in 0..3000u64 {
+        let picks = random_bytes(24, seed);
+        let text: Vec<&str> = picks
+            .iter()
+            .map(|b| WORDS[usize::from(*b) % WORDS.len()])
+            .collect();
+        let text = text.join(" ");
+        if let Err(d) = parse("soup.scenario", text.as_bytes()) {
+            let _ = d.to_string();
+        }
+    }
+}
+
+#[test]
+fn what_v1_allows_is_accepted() {
+    for text in [
+        "listen l\nconnect c to l == ENOTSUP|EPROTO|ETOOMANYREFS|EOPNOTSUPP\n",
+        "sysctl net.ipv4.conf.br-lan.forwarding=1  # a comment\n",
+        "sysctl net.ipv4.tcp_rmem=4096 87380 6291456\n",
+        "listen l\nconnect c to l\nsend c \"x\" gap=1ms\n",
+        "listen all\nconnect read to all\naccept all as write\nrecv write all\n",
+    ] {
+        let s = parse("ok.scenario", text.as_bytes()).unwrap_or_else(|d| panic!("{text}\n{d}"));
+        let again = parse("again", s.to_string().as_bytes()).unwrap_or_else(|d| panic!("{s}\n{d}"));
+        assert_eq!(again, s);
+    }
+    let s = parse(
+        "x",
+        b"sysctl net.ipv4.tcp_rmem = 4096 87380 6291456 # why\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        s.settings.sysctls,
+        [(
+            "net.ipv4.tcp_rmem".to_string(),
+            "4096 87380 6291456".to_string()
+        )]
+    );
+}
+
+#[test]
+fn a_signed_hex_escape_is_rejected() {
+    let d = problems(b"listen l\nconnect c to l\nsend c \"\\x+1\"\n");
+    assert_eq!(d.problems[0].message, "`\\x` needs two hex digits");
+}
+
+#[test]
+fn ranges_expand_into_one_statement_per_index() {
+    let s = parse(
+        "r.scenario",
+        "target web builtin echo\nconnect c[1..3] to web &h[1..3]\nwait h[1..3] == ok within 2s\nsend c[2] \"[1..3] stays \\\"é\\\" text\"\n".as_bytes(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let printed = s.to_string();
+    assert!(
+        printed.contains("connect c1 to web &h1\nconnect c2 to web &h2\nconnect c3 to web &h3\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("wait h3 == ok within 2s\n"), "{printed}");
+    assert!(
+        printed.contains("send c2 \"[1..3] stays \\\"\\xc3\\xa9\\\" text\"\n"),
+        "{printed}"
+    );
+    // Every expanded statement keeps its source line.
+    let lines: Vec<u32> = s
+        .steps
+        .iter()
+        .map(|st| st.origin.as_ref().map_or(0, |o| o.line))
+        .collect();
+    assert_eq!(lines, [1, 2, 2, 2, 3, 3, 3, 4]);
+
+    for (text, message) in [
+        ("connect c[3..1] to l\n", "range `[3..1]` runs backwards"),
+        (
+            "connect c[1..3] to l &h[1..4]\n",
+            "every range on a line must have the same bounds",
+        ),
+        (
+            "connect c[1..20000] to l\n",
+            "range `[1..20000]` has more than 10000 indexes",
+        ),
+    ] {
+        let d = problems(format!("listen l\n{text}").as_bytes());
+        assert_eq!(d.problems[0].message, message);
+        assert_eq!(d.position(&d.problems[0]).line, 2);
+    }
+}
+
+#[test]
+fn targets_parse_and_print() {
+    let text = "target web cmd \"./server --port {port}\" ready=2s\ntarget db at 127.0.0.1:6379\ntarget e builtin echo\n\
+        connect c to web\nexpect web running\nexpect web.fds <= 12\nstop web\nexpect web exited\nkill e\n";
+    let s = parse("t.scenario", text.as_bytes()).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(s.to_string(), text);
+    let d = problems(b"target x at 10.0.0.1:80\n");
+    assert_eq!(d.problems[0].message, "targets must be on the loopback");
+    let d = problems(b"target x builtin ecoh\n");
+    assert_eq!(d.problems[0].hint.as_deref(), Some("did you mean `echo`?"));
+    let d = problems(b"listen l\nstop l\n");
+    assert_eq!(
+        d.problems[0].message,
+        "`l` is a listener, expected a target"
+    );
+}

@@ -1,0 +1,216 @@
+//! Servers under test started as processes: in a process group of their own, their output
+//! kept, stopped with everything they started.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Output kept per process: the tail is what a failure report needs.
+const KEEP_OUTPUT: usize = 64 * 1024;
+/// How long a server gets between SIGTERM and SIGKILL when it is stopped.
+pub const TERM_GRACE: Duration = Duration::from_secs(1);
+
+/// A server process and what it printed. Dropping it kills its whole process group.
+pub struct Process {
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+    status: Option<ExitStatus>,
+    /// True once the script stopped or killed it: its exit is then expected.
+    pub ended_by_script: bool,
+}
+
+/// A port on 127.0.0.1 nobody listens on now, for a target to use.
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+impl Process {
+    /// Starts `command` through `sh -c` with `{port}` replaced and `PORT` set, in its own process
+    /// group (so that stopping it stops what it started), output collected.
+    pub fn spawn(command: &str, port: u16) -> io::Result<Process> {
+        let script = command.replace("{port}", &port.to_string());
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&script)
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: the hook runs in the child between fork and exec and only makes
+        // async-signal-safe system calls. Closing every descriptor above stderr keeps the server
+        // from inheriting the harness's sockets and captures (other scenarios run in the same
+        // process), so its `fds` count is its own. The signal mask is cleared because a caller
+        // may block signals to take them on a thread of its own (`sockharness fuzz` does), and
+        // a server must still hear the SIGTERM that stops it.
+        unsafe {
+            command.pre_exec(|| {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        let mut child = command.spawn()?;
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            // The readers end when the process (and anything holding its pipes) is gone.
+            std::thread::spawn(move || collect(stream, &output));
+        }
+        Ok(Process {
+            child,
+            output,
+            status: None,
+            ended_by_script: false,
+        })
+    }
+
+    /// The exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Signals the whole process group, even once the shell that leads it has exited: what it
+    /// started may still run (the group's id stays reserved while any member lives).
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill has no memory preconditions; a negative pid names the group.
+            unsafe { libc::kill(-pid, signal) };
+        }
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; waits until it is gone.
+    pub fn terminate(&mut self, grace: Duration) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while self.exited().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The rest of the group goes too, whether or not its leader went when asked.
+        self.signal(libc::SIGKILL);
+        if self.exited().is_none() {
+            self.status = self.child.wait().ok();
+        }
+    }
+
+    /// Open file descriptors (Linux `/proc`).
+    pub fn fds(&self) -> io::Result<u64> {
+        group_fds(self.child.id())
+    }
+
+    /// The process id (of the shell that runs the command, the leader of its group).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last `lines` lines it printed.
+    pub fn output_tail(&self, lines: usize) -> String {
+        let out = self
+            .output
+            .lock()
+            .map(|o| String::from_utf8_lossy(&o).into_owned())
+            .unwrap_or_default();
+        let all: Vec<&str> = out.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // No server outlives its scenario, whatever path the scenario ended by.
+        self.signal(libc::SIGKILL);
+        if self.exited().is_none() {
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn collect(mut stream: Box<dyn Read + Send>, output: &Mutex<Vec<u8>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if let Ok(mut out) = output.lock() {
+            out.extend_from_slice(&buf[..n]);
+            if out.len() > KEEP_OUTPUT {
+                let cut = out.len() - KEEP_OUTPUT;
+                out.drain(..cut);
+            }
+        }
+    }
+}
+
+/// Whether something listens on `port` in the calling thread's network namespace, read from
+/// `/proc/thread-self/net/tcp{,6}`: no probe connection, so the server sees nothing.
+pub fn listening(port: u16) -> bool {
+    ["tcp", "tcp6"].iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/thread-self/net/{f}")).is_ok_and(|table| {
+            table.lines().skip(1).any(|line| {
+                let mut cols = line.split_whitespace().skip(1);
+                let local = cols.next().unwrap_or("");
+                let state = cols.nth(1).unwrap_or("");
+                state == "0A"
+                    && local
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                        == Some(port)
+            })
+        })
+    })
+}
+
+/// The address a `cmd` target listens on.
+pub fn cmd_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The process group of `pid`, from `/proc/PID/stat` (the fifth field, after the command name
+/// in parentheses, which may itself hold spaces and parentheses).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Open descriptors of every process in the group `leader` leads. A command runs under
+/// `sh -c`, which may or may not exec it, so the shell's few are counted with the server's.
+pub fn group_fds(leader: u32) -> io::Result<u64> {
+    let mut total = std::fs::read_dir(format!("/proc/{leader}/fd"))?.count() as u64;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != leader && process_group(pid) == Some(leader) {
+            if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                total += fds.count() as u64;
+            }
+        }
+    }
+    Ok(total)
+}
