@@ -2,7 +2,9 @@
 //!
 //! As root, each scenario thread calls `unshare(CLONE_NEWNET)`. Without root, the process first
 //! becomes root of a user namespace of its own ([`init`], which must run while the process has a
-//! single thread), and then each scenario thread does the same. The host's network namespace and
+//! single thread), and then each scenario thread does the same. Every program linked with this
+//! crate calls [`init`] before `main` (so that libtest's threads, which start before any test,
+//! do not stand in the way), unless `SOCKHARNESS_USER_NAMESPACE=0` is set. The host's network namespace and
 //! its sysctls are never changed: [`set_sysctl`] refuses to write unless the calling thread is in
 //! a namespace other than the one the process started in.
 
@@ -77,14 +79,32 @@ impl SandboxError {
     }
 }
 
+/// Set to `0` to keep a program linked with this crate out of a user namespace at start-up: it
+/// then isolates only as root.
+pub const USER_NAMESPACE_VAR: &str = "SOCKHARNESS_USER_NAMESPACE";
+
+/// Called by the C runtime before `main`, while the process has one thread: the only moment a
+/// process may create a user namespace. A test binary's libtest starts its threads in `main`,
+/// before the first test could call [`init`] itself.
+#[used]
+#[link_section = ".init_array"]
+static AT_START: extern "C" fn() = at_start;
+
+extern "C" fn at_start() {
+    if std::env::var_os(USER_NAMESPACE_VAR).is_some_and(|v| v == "0") {
+        return;
+    }
+    init();
+}
+
 static SUPPORT: OnceLock<Support> = OnceLock::new();
 static HOST_NETNS: OnceLock<Option<u64>> = OnceLock::new();
 
 /// Prepares isolation for this process and says whether it is available.
 ///
-/// Call it first thing in `main`, before any thread is started: without root it creates the
-/// process's user namespace, which the kernel allows only in a single-threaded process. Later
-/// calls return the first answer. Without a call, [`support`] checks for root only.
+/// It runs by itself before `main` (see the module's docs); calling it again first thing in
+/// `main` is harmless. Without root it creates the process's user namespace, which the kernel
+/// allows only in a single-threaded process. Later calls return the first answer.
 pub fn init() -> &'static Support {
     host_netns();
     SUPPORT.get_or_init(netns::prepare)
@@ -100,7 +120,10 @@ pub fn support() -> &'static Support {
                 user_namespace: false,
             }
         } else {
-            Support::Unavailable("not root, and no user namespace was created at start-up".into())
+            Support::Unavailable(format!(
+                "not root, and no user namespace was created at start-up \
+                 ({USER_NAMESPACE_VAR}=0, or the process had threads already)"
+            ))
         }
     })
 }
