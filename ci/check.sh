@@ -18,6 +18,21 @@ echo "== cargo clippy --all-targets -- -D warnings (both backends)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --all-targets --features sockharness/libpcap -- -D warnings
 
+echo "== the no-I/O crates depend on no I/O library"
+for crate in sockharness-script sockharness-wire; do
+  if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|socket2|libc|mio|nix) '; then
+    echo "$crate must not depend on an I/O library" >&2
+    exit 1
+  fi
+done
+if cargo tree -p sockharness -e normal --prefix none | grep -E '^(clap|indicatif|quick-junit|anyhow|proptest|rand) '; then
+  echo "sockharness must not depend on what only the CLI and the fuzzer use" >&2
+  exit 1
+fi
+
+echo "== every published crate packages on its own (no file outside its directory)"
+cargo package --workspace --exclude sockharness-scenarios --exclude sockharness-benches --allow-dirty
+
 echo "== benches compile"
 cargo bench --workspace --no-run
 

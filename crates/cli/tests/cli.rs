@@ -130,6 +130,10 @@ fn json_output_is_one_document() {
     assert_eq!(wrong["failure"]["statement"], "recv conn exact 2 == \"ho\"");
     assert_eq!(wrong["failure"]["expected"], "\"ho\"");
     assert_eq!(wrong["failure"]["actual"], "2 bytes \"hi\"");
+    assert_eq!(
+        wrong["failure"]["kind"],
+        serde_json::json!({"type": "data", "offset": 1})
+    );
     assert!(wrong["duration_ms"].is_number());
     let skipped = by_name("isolated");
     assert_eq!(skipped["status"], "skipped");

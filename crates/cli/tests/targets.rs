@@ -5,7 +5,7 @@ mod util;
 
 use std::path::Path;
 
-use sockharness::run::Status;
+use sockharness::run::{FailureKind, Status};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sockharness");
 
@@ -62,6 +62,7 @@ fn a_target_that_never_listens_fails_with_its_output() {
         f.actual.contains("did not listen on its port within 300ms"),
         "{f:?}"
     );
+    assert_eq!(f.kind, FailureKind::Setup);
     assert!(f.detail.unwrap_or_default().contains("about to listen"));
 }
 
@@ -75,6 +76,13 @@ fn a_crash_is_reported_at_the_statement_that_notices_it() {
         3,
     );
     assert!(f.actual.contains("web exited (exit status: 7)"), "{f:?}");
+    assert_eq!(
+        f.kind,
+        FailureKind::Target {
+            code: Some(7),
+            signal: None
+        }
+    );
     assert!(f.detail.unwrap_or_default().contains("crashing"));
 }
 

@@ -296,7 +296,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         });
         let crowd = match crowd {
             Some(c) if !v.failed() => match fz.check_fresh(&fz.seeds[i], &c)? {
-                Verdict::Fail(f) if f.actual.contains("timed out") => Some((c, Verdict::Fail(f))),
+                Verdict::Fail(f) if f.kind.is_timeout() => Some((c, Verdict::Fail(f))),
                 v @ Verdict::Crash(..) => Some((c, v)),
                 _ => None,
             },

@@ -147,10 +147,10 @@ pub(super) fn prepare(
             plain.independent = answered && !v.failed();
             // Clients at once that get other answers than one alone (not none at all): the
             // server's connections share state.
-            shared |= matches!(&v, Verdict::Fail(f) if !f.actual.contains("timed out"));
+            shared |= matches!(&v, Verdict::Fail(f) if !f.kind.is_timeout());
             // One hang says the server cannot take clients at once; the seed checks show it,
             // and asking again for every request would only wait out more deadlines.
-            crowd_hangs |= matches!(&v, Verdict::Fail(f) if f.actual.contains("timed out"));
+            crowd_hangs |= matches!(&v, Verdict::Fail(f) if f.kind.is_timeout());
             if !plain.independent {
                 // What the crowd did (a hang, a crash) is checked again with the seeds, on a
                 // fresh server; what follows must not inherit it.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sockharness::run::{self, Failure, RunOptions, Status};
+use sockharness::run::{self, Failure, FailureKind, RunOptions, Status};
 use sockharness::sandbox::Isolation;
 use sockharness::script::{self, Scenario};
 
@@ -28,12 +28,14 @@ pub(super) fn describe(v: &Verdict) -> String {
 fn oracle(v: &Verdict) -> String {
     match v {
         Verdict::Crash(..) => "crash".into(),
-        Verdict::Fail(f) if f.actual.contains("timed out") => "hang".into(),
-        Verdict::Fail(f) if f.actual.contains("ECONNREFUSED") => "refused".into(),
-        Verdict::Fail(f) if f.actual.contains("ECONNRESET") || f.actual.contains("EPIPE") => {
-            "reset".into()
-        }
-        Verdict::Fail(_) => "mismatch".into(),
+        Verdict::Fail(f) => match &f.kind {
+            FailureKind::TimedOut { .. } => "hang".into(),
+            FailureKind::Errno { actual: Some(e) } if e == "ECONNREFUSED" => "refused".into(),
+            FailureKind::Errno { actual: Some(e) } if e == "ECONNRESET" || e == "EPIPE" => {
+                "reset".into()
+            }
+            _ => "mismatch".into(),
+        },
         Verdict::Pass | Verdict::Skip => "none".into(),
     }
 }
@@ -113,6 +115,10 @@ pub(super) fn conclude(
     let failure = last.unwrap_or_else(|| match &verdict {
         Verdict::Fail(f) | Verdict::Crash(_, Some(f)) => f.clone(),
         _ => Failure {
+            kind: FailureKind::Target {
+                code: None,
+                signal: None,
+            },
             line: 0,
             statement: String::new(),
             expected: "the server running".into(),
@@ -187,6 +193,7 @@ pub(super) fn conclude_leak(
     Ok(Some(Found {
         oracle: "leak".into(),
         failure: last.unwrap_or_else(|| Failure {
+            kind: FailureKind::Property,
             line: 0,
             statement: String::new(),
             expected: "the server's descriptors back to its idle count".into(),

@@ -7,6 +7,16 @@ use crate::escape;
 /// Bytes of context shown on each side of the first difference.
 const WINDOW: usize = 16;
 
+/// The offset of the first byte where `expected` and `actual` differ, or the length of the
+/// shorter where one is a prefix of the other.
+pub fn first_difference(expected: &[u8], actual: &[u8]) -> usize {
+    expected
+        .iter()
+        .zip(actual)
+        .position(|(a, b)| a != b)
+        .unwrap_or(expected.len().min(actual.len()))
+}
+
 /// Where two byte strings first differ, with an escaped and a hex window around it.
 ///
 /// ```
@@ -15,11 +25,7 @@ const WINDOW: usize = 16;
 /// assert!(d.contains("[6f]") && d.contains("[4f]"));
 /// ```
 pub fn data_diff(expected: &[u8], actual: &[u8]) -> String {
-    let at = expected
-        .iter()
-        .zip(actual)
-        .position(|(a, b)| a != b)
-        .unwrap_or(expected.len().min(actual.len()));
+    let at = first_difference(expected, actual);
     let from = at.saturating_sub(WINDOW);
     let mut out = format!(
         "first difference at byte {at} (expected {} bytes, got {})",

@@ -7,8 +7,31 @@ use sockharness::report;
 use sockharness::run::{run, Status};
 use sockharness::script::parse;
 
+/// The kind each scenario's failure must have (`FailureKind::name`).
+const KINDS: [(&str, &str); 19] = [
+    ("accept-forever", "timed_out"),
+    ("background-expectation", "data"),
+    ("blocks-forever", "timed_out"),
+    ("data-not-eof", "eof"),
+    ("exact-cut-short", "eof"),
+    ("forgotten-background", "background"),
+    ("not-pending", "timing"),
+    ("pending-after-wait", "timing"),
+    ("refused-is-not-pending", "timing"),
+    ("too-slow", "timing"),
+    ("unexpected-error", "errno"),
+    ("wrong-data", "data"),
+    ("wrong-errno", "errno"),
+    ("wrong-peer", "property"),
+    ("wrong-queue", "property"),
+    ("wrong-size", "size"),
+    ("wrong-state", "property"),
+    ("wrong-stream", "data"),
+    ("wrong-wire", "wire"),
+];
+
 #[test]
-fn every_wrong_expectation_fails_at_its_line() {
+fn every_wrong_expectation_fails_at_its_line_with_its_kind() {
     let dir = util::tests_dir().join("failing");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("tests/failing exists")
@@ -42,6 +65,16 @@ fn every_wrong_expectation_fails_at_its_line() {
         assert_eq!(
             failure.line, marked,
             "{shown} failed at the wrong line: {failure:?}"
+        );
+        let kind = KINDS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
+            .unwrap_or_else(|| panic!("{shown}: add the kind of its failure to KINDS"));
+        assert_eq!(
+            failure.kind.name(),
+            kind,
+            "{shown} failed with the wrong kind: {failure:?}"
         );
         let rendered = util::redact_times(&report::render(&shown, &result));
         insta::assert_snapshot!(name, rendered);

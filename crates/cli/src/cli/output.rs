@@ -112,6 +112,7 @@ pub fn json(rows: &[(&Source, &ScenarioRun)], saved: &[Saved]) -> String {
                         "expected": f.expected,
                         "actual": f.actual,
                         "detail": f.detail,
+                        "kind": f.kind,
                     })),
                 ),
             };

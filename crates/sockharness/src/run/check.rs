@@ -3,7 +3,8 @@
 use std::io;
 use std::time::Duration;
 
-use crate::report::data_diff;
+use super::FailureKind;
+use crate::script::diff::{data_diff, first_difference};
 use crate::script::{errno, preview, Dur, Expected};
 
 /// What a statement produced, before it is normalised into a trace event.
@@ -76,9 +77,30 @@ pub(crate) fn errno_of(e: &io::Error) -> String {
 /// Why an expectation did not hold.
 #[derive(Debug)]
 pub(crate) struct Mismatch {
+    pub(crate) kind: FailureKind,
     pub(crate) expected: String,
     pub(crate) actual: String,
     pub(crate) detail: Option<String>,
+}
+
+/// The kind of failure of `actual` where `expected` did not hold.
+fn kind_of(expected: Option<&Expected>, actual: &Actual) -> FailureKind {
+    match (actual, expected) {
+        (Actual::TimedOut(d), _) => FailureKind::TimedOut {
+            after_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        },
+        (Actual::Broken(_), _) => FailureKind::Setup,
+        (Actual::Failed(e), _) => FailureKind::Errno {
+            actual: Some(errno_of(e)),
+        },
+        (_, Some(Expected::Eof | Expected::EofOr(_))) | (Actual::Eof { .. }, _) => FailureKind::Eof,
+        (_, Some(Expected::Size(_))) => FailureKind::Size,
+        (Actual::Read { data, .. }, Some(Expected::Data(d))) => FailureKind::Data {
+            offset: first_difference(&d.bytes(), data) as u64,
+        },
+        (_, Some(Expected::Matches(_))) => FailureKind::NoMatch,
+        _ => FailureKind::Errno { actual: None },
+    }
 }
 
 /// Checks `actual` against `expected` (`None`: the statement must simply succeed). `sent` gives
@@ -89,6 +111,7 @@ pub(crate) fn check_result(
     sent: impl Fn(&str) -> Vec<u8>,
 ) -> Result<(), Mismatch> {
     let mismatch = |detail: Option<String>| Mismatch {
+        kind: kind_of(expected, actual),
         expected: expected.map_or_else(|| "success".to_string(), ToString::to_string),
         actual: actual.describe(),
         detail,
@@ -143,6 +166,9 @@ pub(crate) fn check_result(
             return match read {
                 Some(got) if got == want.as_slice() => Ok(()),
                 Some(got) => Err(Mismatch {
+                    kind: FailureKind::Data {
+                        offset: first_difference(&want, got) as u64,
+                    },
                     expected: format!("sent({s}): {} bytes {}", want.len(), preview(&want, 32)),
                     actual: actual.describe(),
                     detail: Some(data_diff(&want, got)),

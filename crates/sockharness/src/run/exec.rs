@@ -1,5 +1,9 @@
 //! The interpreter: plays a scenario's statements on real sockets, in order, on one thread.
 
+// A `Failure` ends the scenario: it is made once per run, so its size does not matter, and
+// boxing it would only add noise to every `?`.
+#![allow(clippy::result_large_err)]
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -15,7 +19,7 @@ use super::check::{check_result, errno_of, Actual, Mismatch};
 use super::sock::{self, Sock};
 use super::target::{self, Process, Target};
 use super::timing::Tolerance;
-use super::{Failure, Services, Status};
+use super::{Failure, FailureKind, Services, Status};
 use crate::capture::live::LiveCapture;
 use crate::capture::{decode, Capture, LinkType};
 use crate::script::{
@@ -282,6 +286,7 @@ impl<'a> Exec<'a> {
 
     fn fail(&self, step: &Step, m: Mismatch) -> Failure {
         Failure {
+            kind: m.kind,
             line: line_of(step),
             statement: step
                 .origin
@@ -399,6 +404,7 @@ impl<'a> Exec<'a> {
                 return Err(self.fail(
                     step,
                     Mismatch {
+                        kind: FailureKind::Timing,
                         expected: format!(
                             "within {} (+{} tolerance)",
                             Dur(d),
@@ -419,6 +425,7 @@ impl<'a> Exec<'a> {
             return Err(self.fail(
                 step,
                 Mismatch {
+                    kind: FailureKind::Background,
                     expected: format!("background statement `{handle}`"),
                     actual: "it never started (an earlier statement failed to start it)".into(),
                     detail: None,
@@ -460,6 +467,7 @@ impl<'a> Exec<'a> {
             return Err(self.fail(
                 step,
                 Mismatch {
+                    kind: FailureKind::Background,
                     expected: "pending".into(),
                     actual: format!("`{handle}` never started"),
                     detail: None,
@@ -470,6 +478,7 @@ impl<'a> Exec<'a> {
             return Err(self.fail(
                 step,
                 Mismatch {
+                    kind: FailureKind::Timing,
                     expected: format!("`{handle}` still pending"),
                     actual: "it already finished: it was waited for earlier".into(),
                     detail: None,
@@ -488,6 +497,7 @@ impl<'a> Exec<'a> {
             return Err(self.fail(
                 step,
                 Mismatch {
+                    kind: FailureKind::Timing,
                     expected: format!("`{handle}` still pending"),
                     actual: format!("finished after {}: {}", fmt_ms(took), actual.describe()),
                     detail: None,
@@ -520,6 +530,7 @@ impl<'a> Exec<'a> {
                 return Err(self.fail(
                     step,
                     Mismatch {
+                        kind: FailureKind::target_exited(status),
                         expected: format!("target {name} running"),
                         actual: format!("{name} exited ({status}) during this statement"),
                         detail: (!tail.is_empty())
@@ -572,6 +583,10 @@ impl<'a> Exec<'a> {
                 return Err(self.fail(
                     step,
                     Mismatch {
+                        kind: FailureKind::Target {
+                            code: None,
+                            signal: None,
+                        },
                         expected: format!("{name} {}", if running { "running" } else { "exited" }),
                         actual: value,
                         detail: None,
@@ -605,6 +620,7 @@ impl<'a> Exec<'a> {
             return Err(self.fail(
                 step,
                 Mismatch {
+                    kind: FailureKind::Wire,
                     expected: format!("{what} from {from} to {to}"),
                     actual: "no capture, or one of the names has no address yet".into(),
                     detail: None,
@@ -644,6 +660,7 @@ impl<'a> Exec<'a> {
                 return Err(self.fail(
                     step,
                     Mismatch {
+                        kind: FailureKind::Wire,
                         expected: format!("{what} {from} -> {to} {} {value}", op.symbol()),
                         actual: format!("{observed} captured"),
                         detail: None,
@@ -724,6 +741,7 @@ impl<'a> Exec<'a> {
                 return Err(self.fail(
                     step,
                     Mismatch {
+                        kind: FailureKind::Property,
                         expected: format!("{subject}.{} {} {rhs}", property.name(), op.symbol()),
                         actual: format!(
                             "{subject}.{} is {}",
@@ -747,6 +765,7 @@ impl<'a> Exec<'a> {
         pending.sort_by_key(|(_, b)| b.line);
         for (name, bg) in pending {
             let failure = |actual: String| Failure {
+                kind: FailureKind::Background,
                 line: bg.line,
                 statement: bg.statement.clone(),
                 expected: format!(

@@ -7,6 +7,7 @@
 
 mod check;
 mod exec;
+mod failure;
 mod sock;
 pub(crate) mod target;
 mod timing;
@@ -20,6 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use failure::{Failure, FailureKind};
 pub use timing::{
     scale_from_env, Tolerance, DEFAULT_TIMEOUT, DEFAULT_TOLERANCE, RELATIVE, SCALE_VAR,
 };
@@ -29,21 +31,6 @@ use crate::capture::{decode, Capture, LinkType, RenderOptions, WireTrace};
 use crate::sandbox::{self, Isolation, SandboxError, Support};
 use crate::script::{Scenario, Statement, TargetSource};
 use crate::trace::Trace;
-
-/// Why a scenario failed: the first expectation that did not hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// 1-based line of the statement (0 for statements built in Rust).
-    pub line: u32,
-    /// The statement as written.
-    pub statement: String,
-    /// What the script expected.
-    pub expected: String,
-    /// What happened.
-    pub actual: String,
-    /// More detail, such as where two byte streams first differ.
-    pub detail: Option<String>,
-}
 
 /// How a scenario ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,10 +135,13 @@ impl ScenarioRun {
     /// The result of a run that panicked (a bug in sockharness, reported as a failure).
     pub fn panicked() -> ScenarioRun {
         ScenarioRun::ended(
-            Status::Failed(setup_failure(
-                "the scenario to run",
-                "sockharness panicked while running it (a bug; please report it)",
-            )),
+            Status::Failed(Failure {
+                kind: FailureKind::Internal,
+                ..setup_failure(
+                    "the scenario to run",
+                    "sockharness panicked while running it (a bug; please report it)",
+                )
+            }),
             Instant::now(),
         )
     }
@@ -428,6 +418,7 @@ fn run_here(
 
 fn setup_failure(expected: &str, why: &str) -> Failure {
     Failure {
+        kind: FailureKind::Setup,
         line: 0,
         statement: String::new(),
         expected: expected.to_string(),
