@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
-use super::diag::Problem;
-use super::model::{Expected, Statement};
+use super::diag::{Diagnostics, Problem};
+use super::model::{Expected, Scenario, Statement};
 use super::parser::ParsedStep;
 
 /// What a name stands for.
@@ -229,4 +229,25 @@ pub(crate) fn validate(steps: &[ParsedStep], maybe_defined: &HashSet<String>) ->
         }
     }
     problems
+}
+
+impl Scenario {
+    /// Validates a scenario built in Rust (with [`ScenarioBuilder`](crate::ScenarioBuilder), a
+    /// strategy or a fuzzer) as a parsed one is, with the same messages `sockharness check`
+    /// gives: its printed text must parse. Positions are in the printed text, which the
+    /// diagnostics show.
+    ///
+    /// ```
+    /// use sockharness_script::ScenarioBuilder;
+    ///
+    /// let ok = ScenarioBuilder::new().listen("srv").connect("cli", "srv").build();
+    /// assert!(ok.validate().is_ok());
+    /// let bad = ScenarioBuilder::new().connect("cli", "nowhere").build();
+    /// let problems = bad.validate().unwrap_err().to_string();
+    /// assert!(problems.contains("nowhere"), "{problems}");
+    /// ```
+    pub fn validate(&self) -> Result<(), Diagnostics> {
+        let text = self.to_string();
+        crate::parse("<built scenario>", text.as_bytes()).map(|_| ())
+    }
 }

@@ -9,7 +9,8 @@
 //! - This crate: [`run`], the executor that plays a scenario on real sockets with deadlines;
 //!   [`sandbox`], the private network namespaces; [`process`], servers started as processes; [`proxy`], the fault-injecting proxy;
 //!   [`servers`], the bundled example servers (and, with the `zoo` feature, their broken
-//!   variants); [`suite`], many scenario files at once; [`report`], failure reports.
+//!   variants); [`suite`], many scenario files at once; [`report`], failure reports;
+//!   [`harness`], the test API ([`Harness`]) for a crate's own `#[test]`s.
 //!
 //! The fuzzer (`sockharness-fuzz`) and the command line (`sockharness-cli`) build on this
 //! crate's public API.
@@ -17,7 +18,10 @@
 pub use sockharness_script as script;
 pub use sockharness_script::trace;
 
+pub use harness::{Checked, Harness};
+
 pub mod capture;
+pub mod harness;
 pub mod process;
 pub mod proxy;
 pub mod report;
