@@ -72,6 +72,7 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
     let mut scenario = Scenario::default();
     let mut parsed = Vec::new();
     let mut seen_timeout = false;
+    let mut statements = 0usize;
     let mut seen_tolerance = false;
     // Names on lines that did not parse: they may define something, so later uses of them are
     // not reported again as undefined.
@@ -123,6 +124,19 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
                 continue;
             }
         };
+        statements += variants.len();
+        if statements > MAX_STATEMENTS {
+            // Nothing after this line is parsed: a small file must not take unbounded time and
+            // memory to reject.
+            problems.push(
+                Problem::new(
+                    base..base + line.len().max(1),
+                    format!("the file expands to more than {MAX_STATEMENTS} statements here"),
+                )
+                .hint("ranges multiply lines: use fewer or smaller ranges"),
+            );
+            break;
+        }
         for line in variants.iter().map(String::as_str) {
             let tokens = match lex_line(line, base) {
                 Ok(t) => t,
@@ -1178,6 +1192,8 @@ fn require_line(line: &str) -> Option<Result<String, String>> {
 
 /// The most statements one range may expand to.
 const MAX_RANGE: u64 = 10_000;
+/// The most statements a file may hold once its ranges are expanded.
+pub const MAX_STATEMENTS: usize = 100_000;
 
 /// Expands `NAME[a..b]` (and `NAME[i]`) into one line per index, every range on the line taking
 /// the same index: `connect c[1..3] to web &h[1..3]` becomes `connect c1 to web &h1`, ... `None`

@@ -336,3 +336,23 @@ fn targets_parse_and_print() {
         "`l` is a listener, expected a target"
     );
 }
+
+#[test]
+fn ranges_that_expand_past_the_file_cap_are_an_error_at_their_line() {
+    // 30 KB that would expand to ten million statements.
+    let mut text = String::from("listen srv\n");
+    for i in 0..1000 {
+        text.push_str(&format!("connect a{i}_[1..10000] to srv\n"));
+    }
+    let d = parse("many.scenario", text.as_bytes()).expect_err("too many statements");
+    let shown = d.to_string();
+    assert_eq!(d.problems.len(), 1, "{shown}");
+    // Line 11: `listen` and nine ranges of 10,000 fit, the tenth does not; nothing after it
+    // is expanded.
+    assert!(
+        shown.contains(
+            "many.scenario:11:1: error: the file expands to more than 100000 statements here"
+        ),
+        "{shown}"
+    );
+}
