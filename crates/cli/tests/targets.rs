@@ -6,6 +6,7 @@ mod util;
 use std::path::Path;
 
 use sockharness::run::{FailureKind, Status};
+use sockharness::script::{Statement, TargetSource};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sockharness");
 
@@ -101,4 +102,30 @@ fn no_server_outlives_its_scenario() {
         !Path::new(&format!("/proc/{}", pid.trim())).exists(),
         "process {pid} is still there"
     );
+}
+
+#[test]
+fn a_builtin_whose_server_ends_is_reported_like_an_exited_process() {
+    // echo-exit-on-reset (the bug zoo): a client's reset ends the whole server.
+    let mut scenario = util::scenario(
+        "target t builtin echo\nconnect a to t\nsend a \"x\"\nrecv a exact 1\nabort a\n\
+         sleep 200ms\nconnect b to t\n",
+    );
+    let Statement::Target { source, .. } = &mut scenario.steps[0].statement else {
+        panic!("the first statement is the target");
+    };
+    *source = TargetSource::Builtin("echo-exit-on-reset".into());
+    let r = sockharness::run::run(&scenario);
+    let Status::Failed(f) = r.status else {
+        panic!("expected a failure: {:?}", r.status);
+    };
+    assert_eq!(
+        f.kind,
+        FailureKind::Target {
+            code: None,
+            signal: None
+        },
+        "{f:?}"
+    );
+    assert!(f.actual.contains("t exited (its server's task ended)"), "{f:?}");
 }

@@ -519,8 +519,27 @@ impl<'a> Exec<'a> {
                 continue;
             };
             let mut t = t.borrow_mut();
-            let Target::Process(p) = &mut *t else {
-                continue;
+            let p = match &mut *t {
+                Target::Process(p) => p,
+                Target::Builtin {
+                    task: Some(task), ..
+                } if task.is_finished() => {
+                    return Err(self.fail(
+                        step,
+                        Mismatch {
+                            kind: FailureKind::Target {
+                                code: None,
+                                signal: None,
+                            },
+                            expected: format!("target {name} running"),
+                            actual: format!(
+                                "{name} exited (its server's task ended) during this statement"
+                            ),
+                            detail: None,
+                        },
+                    ));
+                }
+                _ => continue,
             };
             if p.ended_by_script {
                 continue;
@@ -1003,7 +1022,10 @@ impl<'a> Exec<'a> {
                 st.name_of.insert(addr, name.clone());
                 st.targets.insert(
                     name.clone(),
-                    Rc::new(RefCell::new(Target::Builtin(Some(task)))),
+                    Rc::new(RefCell::new(Target::Builtin {
+                        task: Some(task),
+                        port: addr.port(),
+                    })),
                 );
                 st.proxies.insert(name.clone(), faults);
                 done(Ok(()))
@@ -1032,7 +1054,7 @@ impl<'a> Exec<'a> {
                         p.signal(signal);
                         true
                     }
-                    Target::Builtin(task) => {
+                    Target::Builtin { task, .. } => {
                         if let Some(task) = task.take() {
                             task.abort();
                         }
@@ -1088,7 +1110,13 @@ impl<'a> Exec<'a> {
                     while connections.try_join_next().is_some() {}
                 }
             });
-            register(addr, Target::Builtin(Some(task)));
+            register(
+                addr,
+                Target::Builtin {
+                    task: Some(task),
+                    port: addr.port(),
+                },
+            );
             return Ok(Box::pin(async {
                 Actual::Done(Some("in-process service".into()))
             }));
@@ -1116,7 +1144,13 @@ impl<'a> Exec<'a> {
                     // Checked above: the name is bundled, so this never fails.
                     let _ = crate::servers::serve(&server, listener).await;
                 });
-                register(addr, Target::Builtin(Some(task)));
+                register(
+                    addr,
+                    Target::Builtin {
+                        task: Some(task),
+                        port: addr.port(),
+                    },
+                );
                 Ok(Box::pin(async { Actual::Done(None) }))
             }
             TargetSource::Cmd { command, ready } => {

@@ -13,8 +13,12 @@ pub(crate) const DEFAULT_READY: Duration = Duration::from_secs(5);
 pub(crate) enum Target {
     /// A process started by `target T cmd`.
     Process(Process),
-    /// A bundled server running as tasks of the scenario's runtime.
-    Builtin(Option<JoinHandle<()>>),
+    /// A bundled server, a proxy or an in-process service, running as tasks of the scenario's
+    /// runtime, listening on `port` (`task` is `None` once the script stopped it).
+    Builtin {
+        task: Option<JoinHandle<()>>,
+        port: u16,
+    },
     /// A server already running somewhere on the loopback.
     At,
 }
@@ -24,16 +28,46 @@ impl Target {
     pub(crate) fn is_running(&mut self) -> bool {
         match self {
             Target::Process(p) => p.exited().is_none(),
-            Target::Builtin(task) => task.as_ref().is_some_and(|t| !t.is_finished()),
+            Target::Builtin { task, .. } => task.as_ref().is_some_and(|t| !t.is_finished()),
             Target::At => true,
         }
     }
 
-    /// Open descriptors of a process target.
+    /// Open descriptors of a process target's group; for a server running as tasks, the
+    /// sockets it holds open on its port (its listener and the connections it accepted).
     pub(crate) fn fds(&self) -> io::Result<u64> {
         match self {
             Target::Process(p) => p.fds(),
-            _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            Target::Builtin { port, .. } => held_sockets(*port),
+            Target::At => Err(io::Error::from_raw_os_error(libc::EINVAL)),
         }
     }
+}
+
+/// TCP sockets of the calling thread's network namespace whose local port is `port` and that a
+/// process still holds, from `/proc/thread-self/net/tcp{,6}`: a socket closed by its owner but
+/// still in the kernel (FIN_WAIT, TIME_WAIT) has inode 0 there.
+fn held_sockets(port: u16) -> io::Result<u64> {
+    let mut held = 0;
+    for file in ["tcp", "tcp6"] {
+        let table = match std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
+            Ok(t) => t,
+            // A kernel without IPv6 has no tcp6 table.
+            Err(e) if file == "tcp6" && e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        held += table
+            .lines()
+            .skip(1)
+            .filter(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let local_port = cols
+                    .get(1)
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+                local_port == Some(port) && cols.get(9).is_some_and(|inode| *inode != "0")
+            })
+            .count() as u64;
+    }
+    Ok(held)
 }
