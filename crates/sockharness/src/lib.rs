@@ -23,6 +23,7 @@ pub use harness::{Checked, Harness};
 pub mod capture;
 pub mod harness;
 pub mod process;
+mod procnet;
 pub mod proxy;
 pub mod report;
 pub mod run;

@@ -165,20 +165,8 @@ fn collect(mut stream: Box<dyn Read + Send>, output: &Mutex<Vec<u8>>) {
 /// Whether something listens on `port` in the calling thread's network namespace, read from
 /// `/proc/thread-self/net/tcp{,6}`: no probe connection, so the server sees nothing.
 pub fn listening(port: u16) -> bool {
-    ["tcp", "tcp6"].iter().any(|f| {
-        std::fs::read_to_string(format!("/proc/thread-self/net/{f}")).is_ok_and(|table| {
-            table.lines().skip(1).any(|line| {
-                let mut cols = line.split_whitespace().skip(1);
-                let local = cols.next().unwrap_or("");
-                let state = cols.nth(1).unwrap_or("");
-                state == "0A"
-                    && local
-                        .rsplit_once(':')
-                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                        == Some(port)
-            })
-        })
-    })
+    crate::procnet::tcp_sockets()
+        .is_ok_and(|sockets| sockets.iter().any(|s| s.port == port && s.listens()))
 }
 
 /// The address a `cmd` target listens on.

@@ -44,30 +44,12 @@ impl Target {
     }
 }
 
-/// TCP sockets of the calling thread's network namespace whose local port is `port` and that a
-/// process still holds, from `/proc/thread-self/net/tcp{,6}`: a socket closed by its owner but
-/// still in the kernel (FIN_WAIT, TIME_WAIT) has inode 0 there.
+/// Sockets of the calling thread's namespace on local port `port` that a process still holds:
+/// one closed by its owner but still in the kernel (FIN_WAIT, TIME_WAIT) is not counted.
 fn held_sockets(port: u16) -> io::Result<u64> {
-    let mut held = 0;
-    for file in ["tcp", "tcp6"] {
-        let table = match std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
-            Ok(t) => t,
-            // A kernel without IPv6 has no tcp6 table.
-            Err(e) if file == "tcp6" && e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        held += table
-            .lines()
-            .skip(1)
-            .filter(|line| {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                let local_port = cols
-                    .get(1)
-                    .and_then(|a| a.rsplit_once(':'))
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-                local_port == Some(port) && cols.get(9).is_some_and(|inode| *inode != "0")
-            })
-            .count() as u64;
-    }
-    Ok(held)
+    let held = crate::procnet::tcp_sockets()?
+        .iter()
+        .filter(|s| s.port == port && s.inode != 0)
+        .count();
+    Ok(held as u64)
 }
