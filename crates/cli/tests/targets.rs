@@ -127,5 +127,8 @@ fn a_builtin_whose_server_ends_is_reported_like_an_exited_process() {
         },
         "{f:?}"
     );
-    assert!(f.actual.contains("t exited (its server's task ended)"), "{f:?}");
+    assert!(
+        f.actual.contains("t exited (its server's task ended)"),
+        "{f:?}"
+    );
 }

@@ -47,11 +47,7 @@ fn parse(table: &str) -> impl Iterator<Item = TcpSocket> + '_ {
         let port = u16::from_str_radix(cols.get(1)?.rsplit_once(':')?.1, 16).ok()?;
         let state = u8::from_str_radix(cols.get(3)?, 16).ok()?;
         let inode = cols.get(9)?.parse().ok()?;
-        Some(TcpSocket {
-            port,
-            state,
-            inode,
-        })
+        Some(TcpSocket { port, state, inode })
     })
 }
 

@@ -44,5 +44,8 @@ fn a_builtin_this_build_lacks_is_an_error() {
         panic!("expected a failure: {:?}", r.status);
     };
     assert_eq!(f.line, 1, "{f:?}");
-    assert!(f.actual.contains("no bundled server `echo-one-read`"), "{f:?}");
+    assert!(
+        f.actual.contains("no bundled server `echo-one-read`"),
+        "{f:?}"
+    );
 }

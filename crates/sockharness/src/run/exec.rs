@@ -32,8 +32,9 @@ use crate::trace::{Event, Outcome, Trace};
 const MAX_STATEMENT: usize = 72;
 /// Bytes shown in a trace's data preview.
 const PREVIEW: usize = 32;
-/// How long the end of a scenario waits for the answers to its closing segments.
-const CLOSE_SETTLE: Duration = Duration::from_millis(1);
+/// How long the capture must stay quiet at the end of a scenario for the answers to its closing
+/// segments to count as captured.
+const CLOSE_QUIET: Duration = Duration::from_micros(200);
 /// The longest the end of a scenario waits for one close to reach the other end.
 const CLOSE_SETTLE_MAX: Duration = Duration::from_millis(200);
 /// The moment given to the runtime to hear from the kernel before a background statement is
@@ -252,13 +253,10 @@ impl<'a> Exec<'a> {
         }
         drop(targets);
         if let Some(cap) = &self.capture {
-            // The closing segments cross loopback at once; this pause lets the answers to them
-            // (a FIN's ACK, a RST) be captured too.
-            tokio::time::sleep(CLOSE_SETTLE).await;
             if let Some(d) = drain {
                 d.abort();
             }
-            let _ = cap.borrow_mut().drain();
+            settle(&mut cap.borrow_mut());
         }
         let names = self
             .state
@@ -1196,6 +1194,24 @@ impl<'a> Exec<'a> {
                 .get(n)
                 .copied()
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+}
+
+/// Drains the capture until no frame has come for [`CLOSE_QUIET`] (at most
+/// [`CLOSE_SETTLE_MAX`]). The closing segments cross loopback at once, and the answers to them (a
+/// FIN's ACK, a RST) as a rule within microseconds, later only when the kernel defers delivery
+/// under load; waiting for quiet rather than a fixed pause costs little where nothing is late.
+/// The thread sleeps rather than the runtime, whose timer counts whole milliseconds.
+fn settle(cap: &mut LiveCapture) {
+    let deadline = Instant::now() + CLOSE_SETTLE_MAX;
+    let _ = cap.drain();
+    loop {
+        let seen = cap.packets().len();
+        std::thread::sleep(CLOSE_QUIET);
+        let _ = cap.drain();
+        if cap.packets().len() == seen || Instant::now() >= deadline {
+            return;
         }
     }
 }

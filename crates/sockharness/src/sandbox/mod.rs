@@ -9,6 +9,7 @@
 //! a namespace other than the one the process started in.
 
 mod netns;
+mod pool;
 
 use std::io;
 use std::sync::OnceLock;

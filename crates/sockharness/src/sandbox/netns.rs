@@ -43,10 +43,23 @@ pub(super) fn prepare() -> Support {
     }
 }
 
-/// Moves the calling thread into a new network namespace and brings its loopback up.
+/// Moves the calling thread into a new network namespace, its loopback up: one made ahead of
+/// time where the pool has one, else one made now.
 ///
 /// Only the calling thread moves; run scenarios on a thread of their own.
 pub fn enter_private_netns() -> Result<(), SandboxError> {
+    match super::pool::enter_ready() {
+        Some(Ok(())) => Ok(()),
+        Some(Err(source)) => Err(SandboxError::Namespace {
+            what: "setns(CLONE_NEWNET)",
+            source,
+        }),
+        None => fresh_netns(),
+    }
+}
+
+/// Moves the calling thread into a namespace made now, and brings its loopback up.
+pub(super) fn fresh_netns() -> Result<(), SandboxError> {
     // SAFETY: unshare has no memory preconditions and affects only the calling thread.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) }).map_err(|source| {
         SandboxError::Namespace {
