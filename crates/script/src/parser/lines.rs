@@ -174,3 +174,53 @@ pub(super) fn sysctl_line(line: &str, base: usize) -> Option<Result<(String, Str
     }
     Some(Ok((key.to_string(), value.to_string())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_expand_in_step_and_bounds_are_checked() {
+        let lines = expand_ranges("connect c[1..3] to web &h[1..3]")
+            .expect("valid")
+            .expect("has ranges");
+        assert_eq!(
+            lines,
+            [
+                "connect c1 to web &h1",
+                "connect c2 to web &h2",
+                "connect c3 to web &h3"
+            ]
+        );
+        assert_eq!(expand_ranges("listen srv").expect("valid"), None);
+        assert!(expand_ranges("connect c[3..1] to s")
+            .unwrap_err()
+            .contains("backwards"));
+        assert!(expand_ranges("connect c[1..3] to s &h[1..4]")
+            .unwrap_err()
+            .contains("same bounds"));
+        assert!(expand_ranges("connect c[1..20000] to s")
+            .unwrap_err()
+            .contains("more than 10000"));
+    }
+
+    #[test]
+    fn require_and_sysctl_lines_are_recognised() {
+        assert_eq!(
+            require_line("require redis-server  # the real one"),
+            Some(Ok("redis-server".into()))
+        );
+        assert_eq!(require_line("requirement"), None);
+        assert!(matches!(require_line("require a/b"), Some(Err(_))));
+        assert_eq!(
+            sysctl_line("sysctl net.ipv4.tcp_rmem=4096 87380 6291456", 0)
+                .expect("a sysctl line")
+                .expect("valid"),
+            ("net.ipv4.tcp_rmem".into(), "4096 87380 6291456".into())
+        );
+        assert!(sysctl_line("listen srv", 0).is_none());
+        assert!(sysctl_line("sysctl net.core.somaxconn=", 0)
+            .expect("a sysctl line")
+            .is_err());
+    }
+}
