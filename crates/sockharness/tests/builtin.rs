@@ -30,22 +30,45 @@ fn a_wrong_fds_count_fails_as_a_property() {
     assert_eq!(f.line, 3);
 }
 
-#[test]
-fn a_builtin_this_build_lacks_is_an_error() {
-    // The bug zoo is behind the `zoo` feature, which this crate's own tests leave off. Its
-    // names are not words of the language, so the target is given in Rust.
-    let mut scenario = util::scenario("target t builtin echo\nconnect c to t\n");
+/// `target t builtin NAME` given in Rust: the bug zoo's names are not words of the language.
+fn builtin(name: &str) -> sockharness::run::ScenarioRun {
+    let mut scenario =
+        util::scenario("target t builtin echo\nconnect c to t\nsend c \"x\"\nrecv c 1\n");
     let Statement::Target { source, .. } = &mut scenario.steps[0].statement else {
         panic!("the first statement is the target");
     };
-    *source = TargetSource::Builtin("echo-one-read".into());
-    let r = sockharness::run::run(&scenario);
+    *source = TargetSource::Builtin(name.into());
+    sockharness::run::run(&scenario)
+}
+
+#[test]
+fn a_builtin_the_build_lacks_is_an_error_never_another_server() {
+    let r = builtin("no-such-server");
     let Status::Failed(f) = r.status else {
         panic!("expected a failure: {:?}", r.status);
     };
-    assert_eq!(f.line, 1, "{f:?}");
+    assert_eq!((f.line, &f.kind), (1, &FailureKind::Setup), "{f:?}");
     assert!(
-        f.actual.contains("no bundled server `echo-one-read`"),
+        f.actual.contains("no bundled server `no-such-server`"),
         "{f:?}"
     );
+}
+
+/// The bug zoo is in the build only with the `zoo` feature (a workspace build has it, as the
+/// command line enables it).
+#[test]
+fn the_zoo_is_there_exactly_with_its_feature() {
+    let r = builtin("echo-one-read");
+    if cfg!(feature = "zoo") {
+        assert_eq!(r.status, Status::Passed, "{}", r.trace.render());
+    } else {
+        let Status::Failed(f) = r.status else {
+            panic!("expected a failure: {:?}", r.status);
+        };
+        assert!(
+            f.actual
+                .contains("the bug zoo's servers need the `zoo` feature"),
+            "{f:?}"
+        );
+    }
 }

@@ -1,0 +1,129 @@
+//! The live capture while a scenario runs: draining it, settling it at the end, and `expect
+//! wire`.
+
+use super::*;
+
+impl Exec<'_> {
+    pub(super) async fn expect_wire(
+        &mut self,
+        step: &Step,
+        from: &str,
+        to: &str,
+        measure: &WireMeasure,
+        op: CompareOp,
+        value: u64,
+    ) -> Result<(), Failure> {
+        let at = Instant::now();
+        let what = match measure {
+            WireMeasure::Count(flags) if flags.is_empty() => "segments".to_string(),
+            WireMeasure::Count(flags) => format!("{flags} segments"),
+            WireMeasure::Bytes => "payload bytes".to_string(),
+        };
+        let (src, dst) = {
+            let st = self.state.borrow();
+            (st.addr_of.get(from).copied(), st.addr_of.get(to).copied())
+        };
+        let (Some(src), Some(dst), Some(cap)) = (src, dst, self.capture.clone()) else {
+            return Err(self.fail(
+                step,
+                Mismatch {
+                    kind: FailureKind::Wire,
+                    expected: format!("{what} from {from} to {to}"),
+                    actual: "no capture, or one of the names has no address yet".into(),
+                    detail: None,
+                },
+            ));
+        };
+        // Segments are captured as they cross loopback, but retransmissions and delayed ACKs
+        // come later: the count gets until the tolerance to reach the expected value.
+        let settle = self.tolerance.slack(Duration::ZERO).min(self.timeout);
+        loop {
+            let got = {
+                let mut c = cap.borrow_mut();
+                let _ = c.drain();
+                let wire = decode(&Capture {
+                    link: LinkType::Ethernet,
+                    packets: c.packets().to_vec(),
+                });
+                match measure {
+                    WireMeasure::Count(flags) => wire.count(src, dst, flags),
+                    WireMeasure::Bytes => wire.bytes(src, dst),
+                }
+            };
+            let holds = op.holds(&got, &value);
+            if holds || at.elapsed() >= settle {
+                let observed = format!("{got} {what} {from} -> {to}");
+                self.record(
+                    step,
+                    Outcome::Observed {
+                        value: observed.clone(),
+                    },
+                    at,
+                    at.elapsed(),
+                );
+                if holds {
+                    return Ok(());
+                }
+                return Err(self.fail(
+                    step,
+                    Mismatch {
+                        kind: FailureKind::Wire,
+                        expected: format!("{what} {from} -> {to} {} {value}", op.symbol()),
+                        actual: format!("{observed} captured"),
+                        detail: None,
+                    },
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Drains the capture until no frame has come for [`CLOSE_QUIET`] (at most
+/// [`CLOSE_SETTLE_MAX`]). The closing segments cross loopback at once, and the answers to them (a
+/// FIN's ACK, a RST) as a rule within microseconds, later only when the kernel defers delivery
+/// under load; waiting for quiet rather than a fixed pause costs little where nothing is late.
+/// The thread sleeps rather than the runtime, whose timer counts whole milliseconds.
+pub(super) fn settle(cap: &mut LiveCapture) {
+    let deadline = Instant::now() + CLOSE_SETTLE_MAX;
+    let _ = cap.drain();
+    loop {
+        let seen = cap.packets().len();
+        std::thread::sleep(CLOSE_QUIET);
+        let _ = cap.drain();
+        if cap.packets().len() == seen || Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
+/// Moves captured frames out of the kernel's buffer as they arrive, so a long transfer cannot
+/// overflow it between checks.
+pub(super) async fn drain_continuously(cap: Rc<RefCell<LiveCapture>>) {
+    let fd = BorrowedRaw(cap.borrow().raw_fd());
+    // SAFETY: the descriptor belongs to the LiveCapture, which `cap` keeps alive for as long as
+    // this future (and so the AsyncFd inside it) exists.
+    let Ok(io) = (unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }) else {
+        return;
+    };
+    loop {
+        let Ok(mut guard) = io.readable().await else {
+            return;
+        };
+        if cap.borrow_mut().drain().is_err() {
+            return;
+        }
+        guard.clear_ready();
+    }
+}
+
+/// A descriptor owned elsewhere, for registering with the runtime.
+pub(super) struct BorrowedRaw(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for BorrowedRaw {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
