@@ -8,13 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use sockharness::capture::{pcap, RenderOptions};
-use sockharness::run::{run, Status};
-use sockharness::{report, script, suite};
+use sockharness::sandbox::Isolation;
+use sockharness::suite::{self, FileCheck};
+use sockharness::Harness;
 
 fn main() {
-    // First, while the process has one thread: without root this creates its user namespace.
-    sockharness::sandbox::init();
     let args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sources = match suite::load(&[root.to_path_buf()]) {
@@ -35,50 +33,25 @@ fn main() {
 }
 
 fn check(root: &Path, source: suite::Source) -> Result<Completion, Failed> {
-    let scenario =
-        script::parse(&source.path, &source.bytes).map_err(|d| Failed::from(d.to_string()))?;
-    let result = run(&scenario);
-    match &result.status {
-        Status::Skipped(reason) => return Ok(Completion::ignored_with(reason)),
-        Status::Failed(_) => {
-            let mut report = report::render(&source.path, &result);
-            if let Some(capture) = &result.capture {
-                // Kept where `sockharness run` keeps failed scenarios' captures.
-                let dir = root.join("../target/sockharness");
-                let path = dir.join(format!("{}.pcap", source.name.replace(['/', '\\'], "__")));
-                let written = std::fs::create_dir_all(&dir)
-                    .and_then(|()| std::fs::File::create(&path))
-                    .and_then(|f| pcap::write(std::io::BufWriter::new(f), capture));
-                if written.is_ok() {
-                    report.push_str(&format!("  capture: {}\n", path.display()));
-                }
+    // Isolated where possible; where not, what needs isolation is skipped with the reason.
+    let harness = Harness::new().isolation(Isolation::Auto);
+    let (snapshot, wire) = match suite::check(&source, &harness) {
+        FileCheck::Failed(report) => return Err(report.into()),
+        FileCheck::Skipped(reason) => return Ok(Completion::ignored_with(reason)),
+        // A scenario against an installed server (`require nginx`) sees that server's version
+        // and the date in its responses: it must pass, but its trace is not a stable snapshot.
+        FileCheck::Passed { trace: None, .. } => return Ok(Completion::Completed),
+        FileCheck::Passed {
+            trace: Some(trace),
+            wire,
+            wire_note,
+        } => {
+            if let Some(note) = wire_note {
+                eprintln!("{}: wire trace not compared: {note}", source.name);
             }
-            return Err(report.into());
+            (trace, wire)
         }
-        Status::Passed => {}
-    }
-    // A scenario against an installed server (`require nginx`) sees that server's version and
-    // the date in its responses: it must pass, but its trace is not a stable snapshot.
-    if !scenario.settings.requires.is_empty() {
-        return Ok(Completion::Completed);
-    }
-    let snapshot = result.trace.render();
-    // A capture the kernel dropped frames from cannot match its snapshot; the event trace still
-    // must.
-    let complete = !result
-        .capture_note
-        .as_deref()
-        .is_some_and(|n| n.starts_with("capture incomplete"));
-    let wire = result
-        .render_wire(&RenderOptions::default())
-        .filter(|_| complete);
-    if !complete {
-        eprintln!(
-            "{}: wire trace not compared: {}",
-            source.name,
-            result.capture_note.as_deref().unwrap_or("")
-        );
-    }
+    };
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(root.join("snapshots"));
     settings.set_prepend_module_to_snapshot(false);

@@ -132,7 +132,8 @@ impl Harness {
         self.check("<built scenario>", scenario)
     }
 
-    fn check(&self, path: &str, scenario: &Scenario) -> Checked {
+    /// Runs a parsed scenario, shown as `path` in reports.
+    pub(crate) fn check(&self, path: &str, scenario: &Scenario) -> Checked {
         let run = run::run_with(scenario, &self.options);
         let capture = match (&run.status, &run.capture) {
             (Status::Failed(_), Some(capture)) => save_capture(path, capture),
@@ -213,8 +214,16 @@ fn save_capture(path: &str, capture: &crate::capture::Capture) -> Option<PathBuf
     // A test binary is TARGET/PROFILE/deps/NAME.
     let target = exe.ancestors().nth(3)?;
     let dir = target.join("sockharness");
-    let name: String = path
+    // Paths under the current directory (the package's root, under `cargo test`) are named
+    // from there: `backlog/overflow.scenario` is kept as `backlog__overflow.pcap`.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let shown = Path::new(path)
+        .strip_prefix(&cwd)
+        .unwrap_or(Path::new(path));
+    let name: String = shown
+        .to_string_lossy()
         .trim_end_matches(".scenario")
+        .replace(['/', '\\'], "__")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {

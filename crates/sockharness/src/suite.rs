@@ -193,3 +193,68 @@ pub fn run_all(
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+/// What one scenario file's test found: the verdict, and the traces a snapshot test compares.
+#[derive(Debug, Clone)]
+pub enum FileCheck {
+    /// The file does not parse, or the scenario failed: the report to show (with the capture's
+    /// path, where one was kept).
+    Failed(String),
+    /// The scenario could not run here, for this reason.
+    Skipped(String),
+    /// It passed.
+    Passed {
+        /// The event trace, for its snapshot; `None` for a scenario against an installed server
+        /// (`require PROGRAM`), whose answers (versions, dates) are not stable.
+        trace: Option<String>,
+        /// The wire trace, where the scenario was captured in full.
+        wire: Option<String>,
+        /// Why the wire trace is missing, where it is.
+        wire_note: Option<String>,
+    },
+}
+
+/// Parses and runs one file with `harness`, for a crate's own per-file test target. With
+/// `libtest-mimic` and `insta` that is a few lines (this workspace's `scenarios/` does it):
+///
+/// ```no_run
+/// # use sockharness::{suite::{self, FileCheck}, Harness};
+/// for source in suite::load(&["tests/scenarios".into()]).unwrap() {
+///     match suite::check(&source, &Harness::new()) {
+///         FileCheck::Failed(report) => panic!("{report}"),
+///         FileCheck::Skipped(why) => println!("skipped {}: {why}", source.name),
+///         FileCheck::Passed { trace, .. } => {
+///             // insta::assert_snapshot!(source.name.replace('/', "__"), trace.unwrap_or_default());
+///             let _ = trace;
+///         }
+///     }
+/// }
+/// ```
+pub fn check(source: &Source, harness: &crate::Harness) -> FileCheck {
+    let scenario = match script::parse(&source.path, &source.bytes) {
+        Ok(s) => s,
+        Err(d) => return FileCheck::Failed(d.to_string()),
+    };
+    let checked = harness.check(&source.path, &scenario);
+    let run = &checked.run;
+    match &run.status {
+        run::Status::Failed(_) => return FileCheck::Failed(checked.report()),
+        run::Status::Skipped(why) => return FileCheck::Skipped(why.clone()),
+        run::Status::Passed => {}
+    }
+    let stable = scenario.settings.requires.is_empty();
+    // A capture the kernel dropped frames from cannot match its snapshot; the event trace still
+    // must.
+    let incomplete = run
+        .capture_note
+        .as_deref()
+        .filter(|n| n.starts_with("capture incomplete"));
+    let wire = run
+        .render_wire(&crate::capture::RenderOptions::default())
+        .filter(|_| stable && incomplete.is_none());
+    FileCheck::Passed {
+        trace: stable.then(|| run.trace.render()),
+        wire,
+        wire_note: incomplete.map(str::to_string),
+    }
+}
