@@ -9,8 +9,8 @@
 //!   runtime.
 //! - The fuzzer of real servers behind `sockharness fuzz` ([`fuzz()`]): [`seed`] (what it
 //!   starts from), [`calibrate`] (the answer to plain delivery), [`case`] (a seed and its
-//!   edits, as data), [`mutate`] (the seeded generator), [`engine`] (the loop, its oracles and
-//!   reproducers), [`leak`] (the descriptor-leak oracle); privately, `server` (the process
+//!   edits, as data), [`mutate`] (the seeded generator), [`engine`] (the loop), `fuzzer` (its
+//!   configuration, reports and the oracle that judges one scenario), [`leak`] (the descriptor-leak oracle); privately, `server` (the process
 //!   under test, reused and restarted), `prepare` (calibration), `minimize` (shrinking a
 //!   failure) and `reproduce` (reproducers, checked against a fresh server).
 //!
@@ -20,6 +20,7 @@ pub mod calibrate;
 pub mod case;
 pub mod chaos;
 pub mod engine;
+mod fuzzer;
 pub mod leak;
 mod minimize;
 pub mod mutate;
@@ -30,7 +31,8 @@ pub mod seed;
 mod server;
 pub mod strategy;
 
-pub use engine::{fuzz, Config, Expect, Found, Phase, Progress, Report};
+pub use engine::fuzz;
+pub use fuzzer::{Config, Expect, Found, Phase, Progress, Report};
 pub use server::{kill_now, Server};
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sockharness::script::{self, Statement};
 
 use super::case::{Case, Edit, Seed};
-use super::engine::{Fuzzer, Verdict};
+use super::fuzzer::{Fuzzer, Verdict};
 use super::FuzzError;
 
 /// Runs of candidates a minimisation may spend at most.

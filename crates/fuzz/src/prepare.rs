@@ -9,7 +9,7 @@ use sockharness::script::TargetSource;
 
 use super::calibrate::{self, Baseline};
 use super::case::{Plain, Seed};
-use super::engine::{Expect, Fuzzer, Report, Verdict};
+use super::fuzzer::{Expect, Fuzzer, Report, Verdict};
 use super::mutate;
 use super::seed::Seeds;
 use super::FuzzError;

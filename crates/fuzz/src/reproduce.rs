@@ -9,7 +9,7 @@ use sockharness::sandbox::Isolation;
 use sockharness::script::{self, Scenario};
 
 use super::case::{Case, Edit, Seed};
-use super::engine::{Config, Found, Fuzzer, Phase, Progress, Report, Verdict};
+use super::fuzzer::{Config, Found, Fuzzer, Phase, Progress, Report, Verdict};
 use super::leak;
 use super::minimize;
 use super::server::Server;

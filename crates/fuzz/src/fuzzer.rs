@@ -1,0 +1,232 @@
+//! The fuzzer's configuration, what it reports, and the server under test with the oracle
+//! that judges one scenario against it ([`Fuzzer`]), shared by the loop ([`engine`](super::engine))
+//! and the steps it takes: calibration, minimising and reproducers.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sockharness::run::{self, Failure, RunOptions, Status};
+use sockharness::sandbox::Isolation;
+use sockharness::script::{Scenario, TargetSource};
+
+use super::case::{Case, Plain, Seed};
+use super::seed::Seeds;
+use super::server::{Running, Server};
+use super::FuzzError;
+
+/// An extra check on the server's answers.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// The server sends back every byte it is sent (`--expect echo`).
+    Echo,
+    /// Every plain answer matches this pattern (`--expect regex:RE`).
+    Regex(regex::bytes::Regex),
+}
+
+/// A fuzz run's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server under test.
+    pub server: Server,
+    /// What to start from.
+    pub seeds: Seeds,
+    /// An extra check on the answers.
+    pub expect: Option<Expect>,
+    /// Stop after this long.
+    pub time: Duration,
+    /// Stop after this many inputs.
+    pub runs: Option<u64>,
+    /// The generator's seed: the same seed makes the same cases.
+    pub seed: u64,
+    /// Where reproducers go.
+    pub out: PathBuf,
+    /// Worker threads running cases at once.
+    pub jobs: usize,
+    /// How long to spend minimising one failure.
+    pub minimize_for: Duration,
+}
+
+/// A progress report, sent about twice a second.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Inputs run so far.
+    pub inputs: u64,
+    /// Time since the fuzz loop started.
+    pub elapsed: Duration,
+    /// Failures found.
+    pub failures: usize,
+    /// Times the server was restarted after it died.
+    pub restarts: u32,
+    /// What is going on, when it is not the loop itself.
+    pub phase: Phase,
+}
+
+/// What the run is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Running cases.
+    Fuzzing,
+    /// Replaying a failing case alone.
+    Confirming,
+    /// Shrinking a failing case.
+    Minimizing,
+}
+
+/// A failure found, and the reproducer written for it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// What broke: `crash`, `hang`, `refused`, `mismatch`, ...
+    pub oracle: String,
+    /// The failing expectation, as the reproducer reports it.
+    pub failure: Failure,
+    /// How the server exited, for a crash.
+    pub exit: Option<String>,
+    /// The seed it came from and the edits that made it fail.
+    pub how: String,
+    /// The reproducer file.
+    pub reproducer: PathBuf,
+    /// Statements in the reproducer.
+    pub statements: usize,
+    /// Size of the reproducer file in bytes.
+    pub bytes: usize,
+    /// Runs of the reproducer, against a freshly started server, that failed, of `tries`.
+    pub reproduced: u32,
+    /// Runs tried.
+    pub tries: u32,
+    /// Time from the start of the run to the failure's first sighting.
+    pub after: Duration,
+    /// Inputs run before it was seen.
+    pub inputs: u64,
+}
+
+/// The outcome of a fuzz run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Inputs run.
+    pub inputs: u64,
+    /// Time spent.
+    pub elapsed: Duration,
+    /// Failures found (the run stops at the first confirmed one).
+    pub found: Vec<Found>,
+    /// Times the server was restarted after it died.
+    pub restarts: u32,
+    /// Things the user should know (seeds without a comparable answer, failures that did not
+    /// reproduce alone).
+    pub notes: Vec<String>,
+}
+
+/// How one case ended against the server.
+#[derive(Debug, Clone)]
+pub(super) enum Verdict {
+    Pass,
+    Skip,
+    Fail(Failure),
+    Crash(String, Option<Failure>),
+}
+
+impl Verdict {
+    /// Two verdicts are the same failure when both are crashes, or both failed at the same
+    /// statement with the same expectation and the same result.
+    pub(super) fn same(&self, other: &Verdict) -> bool {
+        match (self, other) {
+            (Verdict::Crash(..), Verdict::Crash(..)) => true,
+            (Verdict::Fail(a), Verdict::Fail(b)) => {
+                a.statement == b.statement && a.expected == b.expected && a.actual == b.actual
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn failed(&self) -> bool {
+        matches!(self, Verdict::Fail(_) | Verdict::Crash(..))
+    }
+}
+
+/// The fuzzer's state between phases.
+pub(super) struct Fuzzer<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) server: Mutex<Running>,
+    pub(super) seeds: Vec<Seed>,
+    /// The plain exchange that follows a case being confirmed, minimised or reproduced.
+    pub(super) health: Option<Plain>,
+}
+
+/// Settling time after a case before the server's process is checked: a crash caused by the
+/// last bytes of a case takes a moment to show.
+pub(super) const SETTLE: Duration = Duration::from_millis(20);
+
+impl Fuzzer<'_> {
+    /// Runs `sc` against the running server, and checks the server outlived it.
+    pub(super) fn run(&self, sc: &Scenario, settle: Duration) -> Verdict {
+        let opts = RunOptions {
+            isolation: Isolation::Never,
+            capture: false,
+            ..RunOptions::default()
+        };
+        let r = run::run_with(sc, &opts);
+        if !settle.is_zero() {
+            std::thread::sleep(settle);
+        }
+        let exit = self.lock().exited();
+        match (r.status, exit) {
+            (Status::Failed(f), Some(e)) => Verdict::Crash(e, Some(f)),
+            (_, Some(e)) => Verdict::Crash(e, None),
+            (Status::Failed(f), None) => Verdict::Fail(f),
+            (Status::Passed, None) => Verdict::Pass,
+            (Status::Skipped(_), None) => Verdict::Skip,
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        // A worker that panicked holding the lock left the server as it was: still usable.
+        self.server.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server's open descriptors (counted without holding the lock the workers need).
+    pub(super) fn fds(&self) -> Option<u64> {
+        let pid = self.lock().pid()?;
+        sockharness::process::group_fds(pid).ok()
+    }
+
+    /// The address cases aim at now.
+    pub(super) fn source(&self) -> TargetSource {
+        TargetSource::At(self.lock().addr())
+    }
+
+    /// Restarts the server if it died.
+    pub(super) fn ensure_alive(&self) -> Result<(), FuzzError> {
+        let mut s = self.lock();
+        if s.alive() {
+            return Ok(());
+        }
+        s.restart(true)
+    }
+
+    /// A server just started (one that was already running is only checked): what a case
+    /// does to it is then the case's doing, not what came before.
+    pub(super) fn fresh(&self) -> Result<(), FuzzError> {
+        let mut s = self.lock();
+        let died = !s.alive();
+        if matches!(self.cfg.server, Server::Cmd(_)) || died {
+            return s.restart(died);
+        }
+        Ok(())
+    }
+
+    /// The scenario of `case` on `seed`, followed by the health exchange.
+    pub(super) fn with_health(&self, seed: &Seed, case: &Case, source: &TargetSource) -> Scenario {
+        let mut sc = case.scenario(seed, source);
+        if let Some(h) = &self.health {
+            super::case::append_health(&mut sc, h);
+        }
+        sc
+    }
+
+    /// Runs `case` on `seed` alone, on a fresh server, followed by the health exchange.
+    pub(super) fn check_fresh(&self, seed: &Seed, case: &Case) -> Result<Verdict, FuzzError> {
+        self.fresh()?;
+        let sc = self.with_health(seed, case, &self.source());
+        Ok(self.run(&sc, SETTLE))
+    }
+}
