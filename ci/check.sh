@@ -33,6 +33,12 @@ fi
 echo "== every published crate packages on its own (no file outside its directory)"
 cargo package --workspace --exclude sockharness-scenarios --exclude sockharness-benches --allow-dirty
 
+echo "== cargo install of the CLI crate: its \`sockharness run\` runs the embedded library"
+install_root=$(mktemp -d)
+trap 'rm -rf "$install_root"' EXIT
+cargo install --quiet --locked --path crates/cli --root "$install_root"
+(cd "$install_root" && bin/sockharness run >/dev/null)
+
 echo "== benches compile"
 cargo bench --workspace --no-run
 
