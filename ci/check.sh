@@ -19,13 +19,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --all-targets --features sockharness/libpcap -- -D warnings
 
 echo "== the no-I/O crates depend on no I/O library"
+# The trees are taken first, so that a failing `cargo tree` fails the check instead of passing it.
 for crate in sockharness-script sockharness-wire; do
-  if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|socket2|libc|mio|nix) '; then
+  tree=$(cargo tree -p "$crate" -e normal --prefix none)
+  if grep -E '^(tokio|socket2|libc|mio|nix) ' <<<"$tree"; then
     echo "$crate must not depend on an I/O library" >&2
     exit 1
   fi
 done
-if cargo tree -p sockharness -e normal --prefix none | grep -E '^(clap|indicatif|quick-junit|anyhow|proptest|rand) '; then
+tree=$(cargo tree -p sockharness -e normal --prefix none)
+if grep -E '^(clap|indicatif|quick-junit|anyhow|proptest|rand) ' <<<"$tree"; then
   echo "sockharness must not depend on what only the CLI and the fuzzer use" >&2
   exit 1
 fi
@@ -46,7 +49,8 @@ echo "== sockharness run scenarios (scenarios/external runs against the installe
 cargo build --quiet
 bin=${CARGO_TARGET_DIR:-target}/debug/sockharness
 "$bin" run scenarios
-if "$bin" run --format json scenarios/external | grep -q '"status": "skipped"'; then
+external=$("$bin" run --format json scenarios/external)
+if grep -q '"status": "skipped"' <<<"$external"; then
   echo "scenarios/external was skipped: nginx or redis-server is missing" >&2
   exit 1
 fi

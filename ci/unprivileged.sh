@@ -25,7 +25,7 @@ chown -R "$user:" "$work"
 chmod 755 "$work"
 
 echo "== cargo test --workspace, as $user (uid $(id -u "$user"))"
-setpriv --reuid="$user" --regid="$user" --init-groups \
+setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
   env -i HOME="$home" USER="$user" PATH="$work/toolchain/bin:/usr/bin:/bin" \
   CARGO_HOME="$work/cargo-home" RUSTUP_TOOLCHAIN= CARGO_TERM_COLOR=never \
   sh -c "cd '$work/src' && cargo test --workspace"

@@ -132,3 +132,23 @@ fn a_builtin_whose_server_ends_is_reported_like_an_exited_process() {
         "{f:?}"
     );
 }
+
+#[test]
+fn a_target_that_exits_before_it_listens_fails_with_its_status() {
+    let f = fails_at(
+        "target web cmd \"echo no config; exit 3\"\nconnect c to web\n",
+        1,
+    );
+    assert!(
+        f.actual
+            .contains("exited (exit status: 3) before it listened"),
+        "{f:?}"
+    );
+    assert_eq!(
+        f.kind,
+        FailureKind::Target {
+            code: Some(3),
+            signal: None
+        }
+    );
+}

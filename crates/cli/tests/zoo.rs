@@ -1,6 +1,6 @@
 //! The bug zoo, proven: each protocol's scenarios under `scenarios/targets/` (the files named
 //! `PROTOCOL-*.scenario`) run against the protocol's correct builtin server, which must pass them
-//! all, and against each of its broken variants (`harness/src/servers/zoo`), each of which must
+//! all, and against each of its broken variants (`crates/sockharness/src/servers/zoo`), each of which must
 //! fail at least one, the scenario written for its bug among them. The scenarios test a target
 //! named `srv`; the test swaps the server by rewriting that target's `builtin` statement in the
 //! parsed scenario.

@@ -208,12 +208,17 @@ impl Checked {
 }
 
 /// Writes a failed run's capture where `sockharness run` keeps them (`target/sockharness/`,
-/// found from the test binary's own path), or returns `None` if it cannot.
+/// found from the test binary's own path; else the temporary directory), or returns `None` if
+/// it cannot.
 fn save_capture(path: &str, capture: &crate::capture::Capture) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    // A test binary is TARGET/PROFILE/deps/NAME.
-    let target = exe.ancestors().nth(3)?;
-    let dir = target.join("sockharness");
+    // A test binary is TARGET/PROFILE/deps/NAME; anything else (a doctest, an example) keeps
+    // its captures in the temporary directory.
+    let deps = exe.parent()?;
+    let dir = match deps.parent().and_then(Path::parent) {
+        Some(target) if deps.file_name().is_some_and(|n| n == "deps") => target.join("sockharness"),
+        _ => std::env::temp_dir().join("sockharness"),
+    };
     // Paths under the current directory (the package's root, under `cargo test`) are named
     // from there: `backlog/overflow.scenario` is kept as `backlog__overflow.pcap`.
     let cwd = std::env::current_dir().unwrap_or_default();

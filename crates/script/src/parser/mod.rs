@@ -133,7 +133,9 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
                 continue;
             }
         };
-        statements += variants.len();
+        // Blank and comment lines are no statements.
+        let code = line.split('#').next().is_some_and(|c| !c.trim().is_empty());
+        statements += if code { variants.len() } else { 0 };
         if statements > MAX_STATEMENTS {
             // Nothing after this line is parsed: a small file must not take unbounded time and
             // memory to reject.

@@ -30,6 +30,10 @@ pub(crate) enum Actual {
     TimedOut(Duration),
     /// Something other than a system call went wrong (a target that never listened).
     Broken(String),
+    /// A target exited where it should have run (before it listened), with this status.
+    Exited(String, std::process::ExitStatus),
+    /// sockharness itself failed (a background statement's task panicked).
+    Internal(String),
 }
 
 impl Actual {
@@ -39,7 +43,11 @@ impl Actual {
             Actual::Done(_) | Actual::Sent { .. } | Actual::Read { .. } => true,
             // A one-call read that returns 0 succeeded: end of stream is an answer, not an error.
             Actual::Eof { data, .. } => data.is_empty(),
-            Actual::Failed(_) | Actual::TimedOut(_) | Actual::Broken(_) => false,
+            Actual::Failed(_)
+            | Actual::TimedOut(_)
+            | Actual::Broken(_)
+            | Actual::Exited(..)
+            | Actual::Internal(_) => false,
         }
     }
 
@@ -61,7 +69,7 @@ impl Actual {
             }
             Actual::Failed(e) => errno_of(e),
             Actual::TimedOut(d) => format!("timed out after {}", Dur(*d)),
-            Actual::Broken(why) => why.clone(),
+            Actual::Broken(why) | Actual::Exited(why, _) | Actual::Internal(why) => why.clone(),
         }
     }
 }
@@ -90,6 +98,8 @@ fn kind_of(expected: Option<&Expected>, actual: &Actual) -> FailureKind {
             after_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
         },
         (Actual::Broken(_), _) => FailureKind::Setup,
+        (Actual::Exited(_, status), _) => FailureKind::target_exited(*status),
+        (Actual::Internal(_), _) => FailureKind::Internal,
         (Actual::Failed(e), _) => FailureKind::Errno {
             actual: Some(errno_of(e)),
         },

@@ -124,4 +124,30 @@ mod tests {
         assert_eq!(json["type"], FailureKind::Data { offset: 4 }.name());
         assert_eq!(json["offset"], 4);
     }
+
+    #[test]
+    fn every_name_is_its_json_type() {
+        let kinds = [
+            FailureKind::TimedOut { after_ms: 1 },
+            FailureKind::Errno { actual: None },
+            FailureKind::Data { offset: 0 },
+            FailureKind::NoMatch,
+            FailureKind::Eof,
+            FailureKind::Size,
+            FailureKind::Timing,
+            FailureKind::Property,
+            FailureKind::Wire,
+            FailureKind::Target {
+                code: Some(1),
+                signal: None,
+            },
+            FailureKind::Background,
+            FailureKind::Setup,
+            FailureKind::Internal,
+        ];
+        for kind in kinds {
+            let json = serde_json::to_value(&kind).expect("serialises");
+            assert_eq!(json["type"], kind.name(), "{kind:?}");
+        }
+    }
 }

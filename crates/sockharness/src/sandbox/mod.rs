@@ -1,8 +1,10 @@
 //! Isolation: a private network namespace per scenario, with its own loopback and sysctls.
 //!
-//! As root, each scenario thread calls `unshare(CLONE_NEWNET)`. Without root, the process first
+//! As root, each scenario thread enters a new network namespace (made ahead of time by the
+//! `pool`'s thread, entered with `setns`). Without root, the process first
 //! becomes root of a user namespace of its own ([`init`], which must run while the process has a
-//! single thread), and then each scenario thread does the same. Every program linked with this
+//! single thread), and then each scenario thread does the same. The user namespace shares the
+//! host's network, but in it the process's uid is 0. Every program linked with this
 //! crate calls [`init`] before `main` (so that libtest's threads, which start before any test,
 //! do not stand in the way), unless `SOCKHARNESS_USER_NAMESPACE=0` is set. The host's network namespace and
 //! its sysctls are never changed: [`set_sysctl`] refuses to write unless the calling thread is in
@@ -92,9 +94,6 @@ pub const USER_NAMESPACE_VAR: &str = "SOCKHARNESS_USER_NAMESPACE";
 static AT_START: extern "C" fn() = at_start;
 
 extern "C" fn at_start() {
-    if std::env::var_os(USER_NAMESPACE_VAR).is_some_and(|v| v == "0") {
-        return;
-    }
     init();
 }
 

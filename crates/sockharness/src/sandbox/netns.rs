@@ -28,6 +28,12 @@ pub(super) fn prepare() -> Support {
             user_namespace: false,
         };
     }
+    if std::env::var_os(super::USER_NAMESPACE_VAR).is_some_and(|v| v == "0") {
+        return Support::Unavailable(format!(
+            "not root, and {}=0 keeps the process out of a user namespace",
+            super::USER_NAMESPACE_VAR
+        ));
+    }
     // SAFETY: unshare has no memory preconditions; it fails (EINVAL) if threads exist.
     if let Err(e) = cvt(unsafe { libc::unshare(libc::CLONE_NEWUSER) }) {
         return Support::Unavailable(format!("cannot create a user namespace: {e}"));

@@ -22,10 +22,7 @@ impl Exec<'_> {
         let guard = self.timeout + Duration::from_secs(1);
         let (actual, elapsed) = match tokio::time::timeout(guard, &mut bg.task).await {
             Ok(Ok(done)) => done,
-            Ok(Err(e)) => (
-                Actual::Failed(io::Error::other(e.to_string())),
-                at.elapsed(),
-            ),
+            Ok(Err(e)) => (Actual::Internal(e.to_string()), at.elapsed()),
             Err(_) => (Actual::TimedOut(guard), guard),
         };
         let started = bg.step.clone();
@@ -75,7 +72,7 @@ impl Exec<'_> {
             let elapsed = at.elapsed();
             let (actual, took) = match (&mut bg.task).await {
                 Ok(done) => done,
-                Err(e) => (Actual::Failed(io::Error::other(e.to_string())), elapsed),
+                Err(e) => (Actual::Internal(e.to_string()), elapsed),
             };
             let value = format!("finished: {}", outcome_of(&actual).render());
             self.record(step, Outcome::Observed { value }, at, elapsed);

@@ -83,15 +83,24 @@ impl Exec<'_> {
 /// [`CLOSE_SETTLE_MAX`]). The closing segments cross loopback at once, and the answers to them (a
 /// FIN's ACK, a RST) as a rule within microseconds, later only when the kernel defers delivery
 /// under load; waiting for quiet rather than a fixed pause costs little where nothing is late.
-/// The thread sleeps rather than the runtime, whose timer counts whole milliseconds.
-pub(super) fn settle(cap: &mut LiveCapture) {
+/// Between looks the runtime's other tasks (a bundled server, a proxy, an in-process service)
+/// run, so their own answers to the closes are captured too; the thread then sleeps briefly
+/// rather than on the runtime's timer, which counts whole milliseconds.
+pub(super) async fn settle(cap: &RefCell<LiveCapture>) {
     let deadline = Instant::now() + CLOSE_SETTLE_MAX;
-    let _ = cap.drain();
+    let _ = cap.borrow_mut().drain();
+    let mut seen = cap.borrow().packets().len();
+    let mut quiet_since = Instant::now();
     loop {
-        let seen = cap.packets().len();
-        std::thread::sleep(CLOSE_QUIET);
-        let _ = cap.drain();
-        if cap.packets().len() == seen || Instant::now() >= deadline {
+        tokio::task::yield_now().await;
+        std::thread::sleep(CLOSE_POLL);
+        let _ = cap.borrow_mut().drain();
+        let now = cap.borrow().packets().len();
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+        if quiet_since.elapsed() >= CLOSE_QUIET || Instant::now() >= deadline {
             return;
         }
     }

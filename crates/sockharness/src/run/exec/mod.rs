@@ -44,6 +44,8 @@ const PREVIEW: usize = 32;
 /// How long the capture must stay quiet at the end of a scenario for the answers to its closing
 /// segments to count as captured.
 const CLOSE_QUIET: Duration = Duration::from_micros(200);
+/// How often the capture is looked at while it settles.
+const CLOSE_POLL: Duration = Duration::from_micros(50);
 /// The longest the end of a scenario waits for one close to reach the other end.
 const CLOSE_SETTLE_MAX: Duration = Duration::from_millis(200);
 /// The moment given to the runtime to hear from the kernel before a background statement is
@@ -265,7 +267,7 @@ impl<'a> Exec<'a> {
             if let Some(d) = drain {
                 d.abort();
             }
-            settle(&mut cap.borrow_mut());
+            settle(cap).await;
         }
         let names = self
             .state
@@ -481,9 +483,11 @@ fn outcome_of(actual: &Actual) -> Outcome {
         },
         Actual::Failed(e) => Outcome::Error { errno: errno_of(e) },
         Actual::TimedOut(d) => Outcome::TimedOut { after: *d },
-        Actual::Broken(message) => Outcome::Problem {
-            message: message.clone(),
-        },
+        Actual::Broken(message) | Actual::Exited(message, _) | Actual::Internal(message) => {
+            Outcome::Problem {
+                message: message.clone(),
+            }
+        }
     }
 }
 

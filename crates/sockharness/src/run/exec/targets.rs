@@ -193,9 +193,12 @@ impl Exec<'_> {
                         if let Target::Process(p) = &mut *t.borrow_mut() {
                             if let Some(status) = p.exited() {
                                 p.ended_by_script = true;
-                                return Actual::Broken(format!(
-                                    "{name} exited ({status}) before it listened on its port"
-                                ));
+                                return Actual::Exited(
+                                    format!(
+                                        "{name} exited ({status}) before it listened on its port"
+                                    ),
+                                    status,
+                                );
                             }
                         }
                         if start.elapsed() >= ready {
