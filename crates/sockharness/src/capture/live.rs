@@ -23,6 +23,10 @@ const RCVBUF: usize = 64 << 20;
 pub struct LiveCapture {
     source: Source,
     packets: Vec<Packet>,
+    /// Frames seen leaving `lo` (counted where the backend shows them, not kept).
+    sent: u64,
+    /// Frames seen arriving on `lo`: the ones kept.
+    arrived: u64,
 }
 
 impl LiveCapture {
@@ -36,6 +40,8 @@ impl LiveCapture {
         Ok(LiveCapture {
             source: Source::open()?,
             packets: Vec::new(),
+            sent: 0,
+            arrived: 0,
         })
     }
 
@@ -46,10 +52,25 @@ impl LiveCapture {
 
     /// Collects every frame queued so far, without blocking.
     pub fn drain(&mut self) -> io::Result<()> {
-        while let Some(p) = self.source.read_one()? {
-            self.packets.push(p);
+        while let Some(frame) = self.source.read_one()? {
+            match frame {
+                Frame::Sent => self.sent += 1,
+                Frame::Arrived(p) => {
+                    self.arrived += 1;
+                    self.packets.push(p);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Whether every frame seen leaving `lo` has been seen arriving too, as of the last drain.
+    /// On `lo` a frame is sent in the sender's system call, but it arrives (and the receiver's
+    /// kernel answers it) when the receiving CPU gets to it, later under load; until then the
+    /// answers are still to come. `None` where the backend hides sent frames (libpcap does on
+    /// `lo`).
+    pub fn delivered(&self) -> Option<bool> {
+        Source::SHOWS_SENT.then_some(self.arrived >= self.sent)
     }
 
     /// Frames collected so far.
@@ -72,6 +93,15 @@ impl LiveCapture {
     }
 }
 
+/// One frame read from the backend.
+enum Frame {
+    /// A copy of a frame leaving `lo`; its contents are not kept.
+    #[cfg_attr(feature = "libpcap", allow(dead_code))]
+    Sent,
+    /// A frame arriving on `lo`: the copy a capture keeps, as tcpdump does.
+    Arrived(Packet),
+}
+
 /// The default backend: an AF_PACKET socket, no system library.
 #[cfg(not(feature = "libpcap"))]
 struct Source {
@@ -82,6 +112,7 @@ struct Source {
 #[cfg(not(feature = "libpcap"))]
 impl Source {
     const NAME: &'static str = "AF_PACKET";
+    const SHOWS_SENT: bool = true;
 
     fn open() -> io::Result<Source> {
         // Protocol 0 at creation, the real one at bind: a socket created hooked to every device
@@ -118,6 +149,7 @@ impl Source {
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
+        socket.attach_filter(&SENT_AS_ONE_BYTE)?;
         // SAFETY: the name is NUL-terminated.
         let ifindex = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
         if ifindex == 0 {
@@ -167,59 +199,76 @@ impl Source {
         }
     }
 
-    /// One frame, or `None` when the queue is empty. Outgoing copies are skipped: on `lo`
-    /// every frame would otherwise appear twice, and tcpdump shows it once.
-    fn read_one(&mut self) -> io::Result<Option<Packet>> {
-        loop {
-            // SAFETY: all structs are plain old data; the iovec points into `self.buf`, the name
-            // and control buffers are locals with their sizes, and recvmsg writes within them.
-            let (n, pkttype, ts) = unsafe {
-                let mut name: libc::sockaddr_ll = zeroed();
-                let mut control = [0u64; 16];
-                let mut iov = libc::iovec {
-                    iov_base: self.buf.as_mut_ptr().cast(),
-                    iov_len: self.buf.len(),
-                };
-                let mut msg: libc::msghdr = zeroed();
-                msg.msg_name = (&mut name as *mut libc::sockaddr_ll).cast();
-                msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-                msg.msg_iov = &mut iov;
-                msg.msg_iovlen = 1;
-                msg.msg_control = control.as_mut_ptr().cast();
-                msg.msg_controllen = size_of::<[u64; 16]>();
-                let n = libc::recvmsg(self.socket.as_raw_fd(), &mut msg, libc::MSG_TRUNC);
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        return Ok(None);
-                    }
-                    return Err(e);
-                }
-                let mut ts = None;
-                let mut c = libc::CMSG_FIRSTHDR(&msg);
-                while !c.is_null() {
-                    if (*c).cmsg_level == libc::SOL_SOCKET
-                        && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
-                    {
-                        let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                        ts = Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32));
-                    }
-                    c = libc::CMSG_NXTHDR(&msg, c);
-                }
-                (n as usize, name.sll_pkttype, ts)
+    /// One frame, or `None` when the queue is empty. On `lo` every frame shows twice, leaving
+    /// and arriving; only the arriving copy is kept, as tcpdump shows it once.
+    fn read_one(&mut self) -> io::Result<Option<Frame>> {
+        // SAFETY: all structs are plain old data; the iovec points into `self.buf`, the name
+        // and control buffers are locals with their sizes, and recvmsg writes within them.
+        let (n, pkttype, ts) = unsafe {
+            let mut name: libc::sockaddr_ll = zeroed();
+            let mut control = [0u64; 16];
+            let mut iov = libc::iovec {
+                iov_base: self.buf.as_mut_ptr().cast(),
+                iov_len: self.buf.len(),
             };
-            if pkttype == libc::PACKET_OUTGOING {
-                continue;
+            let mut msg: libc::msghdr = zeroed();
+            msg.msg_name = (&mut name as *mut libc::sockaddr_ll).cast();
+            msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of::<[u64; 16]>();
+            let n = libc::recvmsg(self.socket.as_raw_fd(), &mut msg, libc::MSG_TRUNC);
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    return Ok(None);
+                }
+                return Err(e);
             }
-            let kept = n.min(self.buf.len());
-            return Ok(Some(Packet {
-                ts: ts.unwrap_or_else(now),
-                data: self.buf[..kept].to_vec(),
-                orig_len: u32::try_from(n).unwrap_or(u32::MAX),
-            }));
+            let mut ts = None;
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    ts = Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32));
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+            (n as usize, name.sll_pkttype, ts)
+        };
+        if pkttype == libc::PACKET_OUTGOING {
+            return Ok(Some(Frame::Sent));
         }
+        let kept = n.min(self.buf.len());
+        Ok(Some(Frame::Arrived(Packet {
+            ts: ts.unwrap_or_else(now),
+            data: self.buf[..kept].to_vec(),
+            orig_len: u32::try_from(n).unwrap_or(u32::MAX),
+        })))
     }
 }
+
+/// A socket filter that cuts the sent copy of each frame to one byte: it is only counted, and
+/// so costs the buffer almost nothing, while arriving frames are kept whole.
+#[cfg(not(feature = "libpcap"))]
+const SENT_AS_ONE_BYTE: [socket2::SockFilter; 4] = {
+    use socket2::SockFilter;
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    [
+        SockFilter::new(
+            LD_W_ABS,
+            0,
+            0,
+            (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32,
+        ),
+        SockFilter::new(JEQ_K, 0, 1, libc::PACKET_OUTGOING as u32),
+        SockFilter::new(RET_K, 0, 0, 1),
+        SockFilter::new(RET_K, 0, 0, u32::MAX),
+    ]
+};
 
 /// The `libpcap` backend: the same capture through the system's libpcap.
 #[cfg(feature = "libpcap")]
@@ -230,6 +279,7 @@ struct Source {
 #[cfg(feature = "libpcap")]
 impl Source {
     const NAME: &'static str = "libpcap";
+    const SHOWS_SENT: bool = false;
 
     fn open() -> io::Result<Source> {
         let to_io = |e: pcap::Error| io::Error::other(e.to_string());
@@ -263,18 +313,18 @@ impl Source {
             .map_err(|e| io::Error::other(e.to_string()))
     }
 
-    fn read_one(&mut self) -> io::Result<Option<Packet>> {
+    fn read_one(&mut self) -> io::Result<Option<Frame>> {
         match self.cap.next_packet() {
             Ok(p) => {
                 let ts = Duration::new(
                     p.header.ts.tv_sec as u64,
                     (p.header.ts.tv_usec as u32) * 1000,
                 );
-                Ok(Some(Packet {
+                Ok(Some(Frame::Arrived(Packet {
                     ts,
                     data: p.data.to_vec(),
                     orig_len: p.header.len,
-                }))
+                })))
             }
             Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),
             Err(e) => Err(io::Error::other(e.to_string())),

@@ -79,13 +79,14 @@ impl Exec<'_> {
     }
 }
 
-/// Drains the capture until no frame has come for [`CLOSE_QUIET`] (at most
-/// [`CLOSE_SETTLE_MAX`]). The closing segments cross loopback at once, and the answers to them (a
-/// FIN's ACK, a RST) as a rule within microseconds, later only when the kernel defers delivery
-/// under load; waiting for quiet rather than a fixed pause costs little where nothing is late.
-/// Between looks the runtime's other tasks (a bundled server, a proxy, an in-process service)
-/// run, so their own answers to the closes are captured too; the thread then sleeps briefly
-/// rather than on the runtime's timer, which counts whole milliseconds.
+/// Drains the capture until every frame sent on `lo` has arrived and then none has come for
+/// [`CLOSE_QUIET`] (at most [`CLOSE_SETTLE_MAX`]). The closing segments are sent at once, but
+/// they arrive, and are answered (a FIN's ACK, a RST), when the receiving CPU gets to them: as a
+/// rule within microseconds, later under load. Waiting for that rather than a fixed pause costs
+/// little where nothing is late. Between looks the runtime's other tasks (a bundled server, a
+/// proxy, an in-process service) run, so their own answers to the closes are captured too; the
+/// thread then sleeps briefly rather than on the runtime's timer, which counts whole
+/// milliseconds.
 pub(super) async fn settle(cap: &RefCell<LiveCapture>) {
     let deadline = Instant::now() + CLOSE_SETTLE_MAX;
     let _ = cap.borrow_mut().drain();
@@ -95,8 +96,11 @@ pub(super) async fn settle(cap: &RefCell<LiveCapture>) {
         tokio::task::yield_now().await;
         std::thread::sleep(CLOSE_POLL);
         let _ = cap.borrow_mut().drain();
-        let now = cap.borrow().packets().len();
-        if now != seen {
+        let (now, delivered) = {
+            let c = cap.borrow();
+            (c.packets().len(), c.delivered().unwrap_or(true))
+        };
+        if now != seen || !delivered {
             seen = now;
             quiet_since = Instant::now();
         }
