@@ -21,6 +21,7 @@ pub use sockharness_script::trace;
 pub use harness::{Checked, Harness};
 
 pub mod capture;
+mod fdpass;
 pub mod harness;
 pub mod process;
 mod procnet;

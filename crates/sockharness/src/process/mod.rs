@@ -3,10 +3,12 @@
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub(crate) mod spawner;
 
 /// Output kept per process: the tail is what a failure report needs.
 const KEEP_OUTPUT: usize = 64 * 1024;
@@ -15,7 +17,8 @@ pub const TERM_GRACE: Duration = Duration::from_secs(1);
 
 /// A server process and what it printed. Dropping it kills its whole process group.
 pub struct Process {
-    child: Child,
+    /// The shell's pid, which leads the process group.
+    pid: libc::pid_t,
     output: Arc<Mutex<Vec<u8>>>,
     status: Option<ExitStatus>,
     /// True once the script stopped or killed it: its exit is then expected.
@@ -32,51 +35,16 @@ impl Process {
     /// group (so that stopping it stops what it started), output collected.
     pub fn spawn(command: &str, port: u16) -> io::Result<Process> {
         let script = command.replace("{port}", &port.to_string());
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(&script)
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // SAFETY: the hook runs in the child between fork and exec and only makes
-        // async-signal-safe system calls. Closing every descriptor above stderr keeps the server
-        // from inheriting the harness's sockets and captures (other scenarios run in the same
-        // process), so its `fds` count is its own. The signal mask is cleared because a caller
-        // may block signals to take them on a thread of its own (`sockharness fuzz` does), and
-        // a server must still hear the SIGTERM that stops it.
-        unsafe {
-            command.pre_exec(|| {
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-                Ok(())
-            });
-        }
-        let mut child = command.spawn()?;
+        let child = spawner::spawn(&script, port)?;
         let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for stream in [child.stdout, child.stderr] {
+            let stream = std::fs::File::from(stream);
             let output = output.clone();
             // The readers end when the process (and anything holding its pipes) is gone.
             std::thread::spawn(move || collect(stream, &output));
         }
         Ok(Process {
-            child,
+            pid: child.pid,
             output,
             status: None,
             ended_by_script: false,
@@ -86,18 +54,33 @@ impl Process {
     /// The exit status, once it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
+            self.status = self.wait(libc::WNOHANG);
         }
         self.status
+    }
+
+    /// waitpid with `flags`: the status once it has exited. The spawner started it from this
+    /// process, so it is this process's child.
+    fn wait(&self, flags: libc::c_int) -> Option<ExitStatus> {
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid writes the status into a local.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, flags) };
+            if r == self.pid {
+                return Some(ExitStatus::from_raw(status));
+            }
+            if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
     }
 
     /// Signals the whole process group, even once the shell that leads it has exited: what it
     /// started may still run (the group's id stays reserved while any member lives).
     pub fn signal(&self, signal: libc::c_int) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill has no memory preconditions; a negative pid names the group.
-            unsafe { libc::kill(-pid, signal) };
-        }
+        // SAFETY: kill has no memory preconditions; a negative pid names the group.
+        unsafe { libc::kill(-self.pid, signal) };
     }
 
     /// SIGTERM, up to `grace` to exit, then SIGKILL; waits until it is gone.
@@ -110,18 +93,18 @@ impl Process {
         // The rest of the group goes too, whether or not its leader went when asked.
         self.signal(libc::SIGKILL);
         if self.exited().is_none() {
-            self.status = self.child.wait().ok();
+            self.status = self.wait(0);
         }
     }
 
     /// Open file descriptors (Linux `/proc`).
     pub fn fds(&self) -> io::Result<u64> {
-        group_fds(self.child.id())
+        group_fds(self.id())
     }
 
     /// The process id (of the shell that runs the command, the leader of its group).
     pub fn id(&self) -> u32 {
-        self.child.id()
+        self.pid.unsigned_abs()
     }
 
     /// The last `lines` lines it printed.
@@ -141,12 +124,12 @@ impl Drop for Process {
         // No server outlives its scenario, whatever path the scenario ended by.
         self.signal(libc::SIGKILL);
         if self.exited().is_none() {
-            let _ = self.child.wait();
+            self.wait(0);
         }
     }
 }
 
-fn collect(mut stream: Box<dyn Read + Send>, output: &Mutex<Vec<u8>>) {
+fn collect(mut stream: impl Read, output: &Mutex<Vec<u8>>) {
     let mut buf = [0u8; 4096];
     while let Ok(n) = stream.read(&mut buf) {
         if n == 0 {

@@ -95,6 +95,9 @@ static AT_START: extern "C" fn() = at_start;
 
 extern "C" fn at_start() {
     init();
+    // After the user namespace exists (the spawner's children belong to it) and before any
+    // socket is open (see the spawner's docs).
+    crate::process::spawner::start();
 }
 
 static SUPPORT: OnceLock<Support> = OnceLock::new();
