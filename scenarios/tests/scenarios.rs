@@ -15,6 +15,14 @@ use sockharness::Harness;
 fn main() {
     let args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Without it insta runs `cargo metadata` at its first snapshot, and a child forked while
+    // other scenarios run holds their sockets open until it execs, which delays their closes
+    // on the wire. Set before any thread starts.
+    if std::env::var_os("INSTA_WORKSPACE_ROOT").is_none() {
+        if let Some(workspace) = root.parent() {
+            std::env::set_var("INSTA_WORKSPACE_ROOT", workspace);
+        }
+    }
     let sources = match suite::load(&[root.to_path_buf()]) {
         Ok(s) => s,
         Err(e) => {
@@ -60,19 +68,22 @@ fn check(root: &Path, source: suite::Source) -> Result<Completion, Failed> {
     settings.set_description(format!("event trace of {}", source.name));
     // insta reports a mismatch by panicking; turn that into this test's failure message.
     let name = source.name.replace(['/', '\\'], "__");
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        settings.bind(|| insta::assert_snapshot!(name.clone(), snapshot));
-        if let Some(wire) = wire {
-            let mut settings = settings.clone();
-            settings.set_description(format!("wire trace of {}", source.name));
-            settings.bind(|| insta::assert_snapshot!(format!("{name}.wire"), wire));
-        }
-    }))
-    .map(|()| Completion::Completed)
-    .map_err(|_| {
+    let differs = |what: &str| {
         Failed::from(format!(
-            "the event trace of {} differs from its snapshot",
+            "the {what} of {} differs from its snapshot (the difference is printed above)",
             source.path
         ))
-    })
+    };
+    let event = std::panic::AssertUnwindSafe(|| {
+        settings.bind(|| insta::assert_snapshot!(name.clone(), snapshot));
+    });
+    std::panic::catch_unwind(event).map_err(|_| differs("event trace"))?;
+    if let Some(wire) = wire {
+        settings.set_description(format!("wire trace of {}", source.name));
+        let wire = std::panic::AssertUnwindSafe(|| {
+            settings.bind(|| insta::assert_snapshot!(format!("{name}.wire"), wire));
+        });
+        std::panic::catch_unwind(wire).map_err(|_| differs("wire trace"))?;
+    }
+    Ok(Completion::Completed)
 }
