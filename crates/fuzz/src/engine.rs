@@ -31,6 +31,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         server: Mutex::new(server),
         seeds: Vec::new(),
         health: None,
+        invalid: Mutex::new((0, None)),
     };
     let mut given = cfg.seeds.clone();
     given.dedup();
@@ -91,8 +92,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         if let Some((case, v)) = failed {
             if let Some(found) = conclude(&fz, case, v, started, 0, &mut progress, &mut report)? {
                 report.found.push(found);
-                report.elapsed = started.elapsed();
-                report.restarts = fz.lock().restarts;
+                fz.finish(&mut report, started);
                 return Ok(report);
             }
             // The note is in the report. A seed that fails by itself is not fuzzed; one whose
@@ -326,8 +326,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             .notes
             .push("interrupted: the run stopped early".into());
     }
-    report.elapsed = started.elapsed();
-    report.restarts = fz.lock().restarts;
+    fz.finish(&mut report, started);
     fz.lock().stop();
     Ok(report)
 }

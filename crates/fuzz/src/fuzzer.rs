@@ -150,6 +150,8 @@ pub(super) struct Fuzzer<'a> {
     pub(super) seeds: Vec<Seed>,
     /// The plain exchange that follows a case being confirmed, minimised or reproduced.
     pub(super) health: Option<Plain>,
+    /// Generated cases that were not valid scenarios: how many, and the first one's problems.
+    pub(super) invalid: Mutex<(u64, Option<String>)>,
 }
 
 /// Settling time after a case before the server's process is checked: a crash caused by the
@@ -159,6 +161,14 @@ pub(super) const SETTLE: Duration = Duration::from_millis(20);
 impl Fuzzer<'_> {
     /// Runs `sc` against the running server, and checks the server outlived it.
     pub(super) fn run(&self, sc: &Scenario, settle: Duration) -> Verdict {
+        // A case is held to what a parsed scenario is; one that is not valid is a defect of the
+        // generator, never a finding about the server, so it does not run.
+        if let Err(problems) = sc.validate() {
+            let mut invalid = self.invalid.lock().unwrap_or_else(|e| e.into_inner());
+            invalid.0 += 1;
+            invalid.1.get_or_insert_with(|| problems.to_string());
+            return Verdict::Skip;
+        }
         let opts = RunOptions {
             isolation: Isolation::Never,
             capture: false,
@@ -175,6 +185,19 @@ impl Fuzzer<'_> {
             (Status::Failed(f), None) => Verdict::Fail(f),
             (Status::Passed, None) => Verdict::Pass,
             (Status::Skipped(_), None) => Verdict::Skip,
+        }
+    }
+
+    /// Completes `report` at the end of a run.
+    pub(super) fn finish(&self, report: &mut Report, started: std::time::Instant) {
+        report.elapsed = started.elapsed();
+        report.restarts = self.lock().restarts;
+        let invalid = self.invalid.lock().unwrap_or_else(|e| e.into_inner());
+        if let (n @ 1.., Some(first)) = (invalid.0, &invalid.1) {
+            report.notes.push(format!(
+                "{n} generated cases were not valid scenarios and did not run (a defect in \
+                 sockharness: please report it). The first:\n{first}"
+            ));
         }
     }
 

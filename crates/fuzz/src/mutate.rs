@@ -348,7 +348,7 @@ mod tests {
                 b"target srv builtin echo\nconnect c to srv\nsend c \"hello\"\nrecv c exact 5 == \"hello\"\n",
             )
             .unwrap(),
-                        plain: None,
+            plain: None,
             settle: None,
         };
         let shapes = vec![Shape::of(&seed)];
@@ -366,5 +366,29 @@ mod tests {
             })
             .count();
         assert!(differ > 25);
+    }
+
+    #[test]
+    fn generated_cases_are_valid_scenarios() {
+        let text = "target srv builtin echo\nconnect a to srv\nconnect b to srv\n\
+                    send a \"hello\"\nsend b pattern(3000)\nrecv a exact 5 == \"hello\"\n\
+                    recv b exact 3000\nclose a\nrecv b 10 nowait == EAGAIN\n";
+        let seed = Seed {
+            label: "s".into(),
+            scenario: sockharness::script::parse("s", text.as_bytes()).unwrap(),
+            plain: None,
+            settle: None,
+        };
+        let shapes = vec![Shape::of(&seed)];
+        let seeds = vec![seed];
+        let streams = vec![b"hello".to_vec(), b"GET / HTTP/1.1\r\n\r\n".to_vec()];
+        let source = sockharness::script::TargetSource::At(([127, 0, 0, 1], 7).into());
+        for i in 0..2000 {
+            let case = generate(11, i, &seeds, &shapes, &streams, i % 2 == 0);
+            let sc = case.scenario(&seeds[case.seed], &source);
+            if let Err(problems) = sc.validate() {
+                panic!("case {i} ({case:?}) is not valid:\n{problems}");
+            }
+        }
     }
 }
