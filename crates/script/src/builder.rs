@@ -68,20 +68,35 @@ impl ScenarioBuilder {
 
     /// `listen NAME` on `127.0.0.1:0` with the default backlog.
     pub fn listen(self, name: &str) -> Self {
+        self.listen_on(
+            name,
+            Endpoint::Addr(([127, 0, 0, 1], 0).into()),
+            None,
+            SockOpts::default(),
+        )
+    }
+
+    /// `listen NAME on ADDR|NAME [backlog=N] [OPTS]`.
+    pub fn listen_on(self, name: &str, on: Endpoint, backlog: Option<u32>, opts: SockOpts) -> Self {
         self.statement(Statement::Listen {
             name: name.into(),
-            on: Endpoint::Addr(([127, 0, 0, 1], 0).into()),
-            backlog: None,
-            opts: SockOpts::default(),
+            on,
+            backlog,
+            opts,
         })
     }
 
     /// `connect NAME to TARGET` where TARGET is a listener's name.
     pub fn connect(self, name: &str, to: &str) -> Self {
+        self.connect_to(name, Endpoint::Name(to.into()), SockOpts::default())
+    }
+
+    /// `connect NAME to NAME|ADDR [OPTS]`.
+    pub fn connect_to(self, name: &str, to: Endpoint, opts: SockOpts) -> Self {
         self.statement(Statement::Connect {
             name: name.into(),
-            to: Endpoint::Name(to.into()),
-            opts: SockOpts::default(),
+            to,
+            opts,
         })
     }
 
@@ -95,26 +110,52 @@ impl ScenarioBuilder {
 
     /// `send SOCKET DATA`.
     pub fn send(self, socket: &str, data: impl Into<Data>) -> Self {
+        let mode = SendMode::Blocking {
+            chunk: None,
+            gap: None,
+        };
+        self.send_with(socket, data, mode, IoCall::Socket)
+    }
+
+    /// `send|write SOCKET DATA [chunk=SIZE [gap=DUR]] [nowait]`.
+    pub fn send_with(
+        self,
+        socket: &str,
+        data: impl Into<Data>,
+        mode: SendMode,
+        call: IoCall,
+    ) -> Self {
         self.statement(Statement::Send {
             socket: socket.into(),
             data: data.into(),
-            mode: SendMode::Blocking {
-                chunk: None,
-                gap: None,
-            },
-            call: IoCall::Socket,
+            mode,
+            call,
         })
     }
 
     /// `recv SOCKET SIZE`: one read call.
     pub fn recv(self, socket: &str, size: u64) -> Self {
+        let mode = RecvMode::Once {
+            size,
+            nowait: false,
+        };
+        self.recv_with(socket, mode, IoCall::Socket)
+    }
+
+    /// `recv|read SOCKET SIZE|exact N|until DATA|all [nowait]`.
+    pub fn recv_with(self, socket: &str, mode: RecvMode, call: IoCall) -> Self {
         self.statement(Statement::Recv {
             socket: socket.into(),
-            mode: RecvMode::Once {
-                size,
-                nowait: false,
-            },
-            call: IoCall::Socket,
+            mode,
+            call,
+        })
+    }
+
+    /// `shutdown SOCKET read|write|both`.
+    pub fn shutdown(self, socket: &str, how: ShutdownHow) -> Self {
+        self.statement(Statement::Shutdown {
+            socket: socket.into(),
+            how,
         })
     }
 
@@ -122,6 +163,108 @@ impl ScenarioBuilder {
     pub fn close(self, socket: &str) -> Self {
         self.statement(Statement::Close {
             socket: socket.into(),
+        })
+    }
+
+    /// `abort SOCKET`: close so that the peer gets RST.
+    pub fn abort(self, socket: &str) -> Self {
+        self.statement(Statement::Abort {
+            socket: socket.into(),
+        })
+    }
+
+    /// `set SOCKET OPT...`.
+    pub fn set(self, socket: &str, opts: SockOpts) -> Self {
+        self.statement(Statement::Set {
+            socket: socket.into(),
+            opts,
+        })
+    }
+
+    /// `sleep DUR`.
+    pub fn sleep(self, duration: Duration) -> Self {
+        self.statement(Statement::Sleep { duration })
+    }
+
+    /// `expect SUBJECT.PROPERTY OP VALUE`.
+    pub fn expect_property(
+        self,
+        subject: &str,
+        property: Property,
+        op: CompareOp,
+        value: Value,
+    ) -> Self {
+        self.statement(Statement::ExpectProperty {
+            subject: subject.into(),
+            property,
+            op,
+            value,
+        })
+    }
+
+    /// `target NAME cmd "COMMAND" [ready=DUR]`, `target NAME at ADDR` or `target NAME builtin
+    /// SERVER`.
+    pub fn target(self, name: &str, source: TargetSource) -> Self {
+        self.statement(Statement::Target {
+            name: name.into(),
+            source,
+        })
+    }
+
+    /// `expect TARGET running` (`true`) or `expect TARGET exited` (`false`).
+    pub fn expect_target(self, target: &str, running: bool) -> Self {
+        self.statement(Statement::ExpectTarget {
+            target: target.into(),
+            running,
+        })
+    }
+
+    /// `proxy NAME to TARGET [FAULT...]`.
+    pub fn proxy(self, name: &str, to: &str, faults: Vec<Fault>) -> Self {
+        self.statement(Statement::Proxy {
+            name: name.into(),
+            to: to.into(),
+            faults,
+        })
+    }
+
+    /// `fault PROXY FAULT...`: replaces the proxy's faults (none: forward faithfully).
+    pub fn faults(self, proxy: &str, faults: Vec<Fault>) -> Self {
+        self.statement(Statement::SetFaults {
+            proxy: proxy.into(),
+            faults,
+        })
+    }
+
+    /// `stop TARGET`: SIGTERM, then wait for it to exit.
+    pub fn stop(self, target: &str) -> Self {
+        self.statement(Statement::Stop {
+            target: target.into(),
+        })
+    }
+
+    /// `kill TARGET`: SIGKILL.
+    pub fn kill(self, target: &str) -> Self {
+        self.statement(Statement::Kill {
+            target: target.into(),
+        })
+    }
+
+    /// `expect wire FROM -> TO count FLAGS|bytes OP VALUE`.
+    pub fn expect_wire(
+        self,
+        from: &str,
+        to: &str,
+        measure: WireMeasure,
+        op: CompareOp,
+        value: u64,
+    ) -> Self {
+        self.statement(Statement::ExpectWire {
+            from: from.into(),
+            to: to.into(),
+            measure,
+            op,
+            value,
         })
     }
 
@@ -177,5 +320,122 @@ impl ScenarioBuilder {
     /// The finished scenario.
     pub fn build(self) -> Scenario {
         self.scenario
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+
+    /// The statement's kind, by an exhaustive match: a new statement fails to compile here
+    /// until the builder has a method for it and the test below uses it.
+    fn kind(s: &Statement) -> &'static str {
+        match s {
+            Statement::Listen { .. } => "listen",
+            Statement::Connect { .. } => "connect",
+            Statement::Accept { .. } => "accept",
+            Statement::Send { .. } => "send",
+            Statement::Recv { .. } => "recv",
+            Statement::Shutdown { .. } => "shutdown",
+            Statement::Close { .. } => "close",
+            Statement::Abort { .. } => "abort",
+            Statement::Set { .. } => "set",
+            Statement::Sleep { .. } => "sleep",
+            Statement::Wait { .. } => "wait",
+            Statement::ExpectPending { .. } => "expect-pending",
+            Statement::ExpectProperty { .. } => "expect-property",
+            Statement::Target { .. } => "target",
+            Statement::ExpectTarget { .. } => "expect-target",
+            Statement::Proxy { .. } => "proxy",
+            Statement::SetFaults { .. } => "fault",
+            Statement::Stop { .. } => "stop",
+            Statement::Kill { .. } => "kill",
+            Statement::ExpectWire { .. } => "expect-wire",
+        }
+    }
+
+    #[test]
+    fn every_statement_builds_prints_and_parses_back() {
+        let ms = Duration::from_millis;
+        let nodelay = SockOpts {
+            nodelay: true,
+            ..SockOpts::default()
+        };
+        let slice = Fault {
+            direction: Direction::Up,
+            kind: FaultKind::Slice {
+                size: 1,
+                gap: Some(ms(1)),
+            },
+            conn: None,
+        };
+        let built = ScenarioBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .target("app", TargetSource::Builtin("echo".into()))
+            .expect_target("app", true)
+            .proxy("p", "app", vec![slice.clone()])
+            .faults("p", vec![])
+            .listen_on(
+                "srv",
+                Endpoint::Addr(([127, 0, 0, 1], 0).into()),
+                Some(4),
+                nodelay.clone(),
+            )
+            .connect_to("cli", Endpoint::Name("srv".into()), SockOpts::default())
+            .accept("srv", "conn")
+            .set("conn", nodelay)
+            .send_with(
+                "cli",
+                "ab",
+                SendMode::Blocking {
+                    chunk: Some(1),
+                    gap: Some(ms(1)),
+                },
+                IoCall::File,
+            )
+            .recv_with("conn", RecvMode::Exact(2), IoCall::Socket)
+            .expect(Expected::Data("ab".into()))
+            .recv("conn", 1)
+            .background("r")
+            .expect_pending("r", None)
+            .expect_property("cli", Property::Unsent, CompareOp::Eq, Value::Number(0))
+            .sleep(ms(1))
+            .shutdown("cli", ShutdownHow::Write)
+            .wait("r")
+            .expect(Expected::Eof)
+            .within(ms(500))
+            .expect_wire(
+                "cli",
+                "conn",
+                WireMeasure::Count("F".into()),
+                CompareOp::Eq,
+                1,
+            )
+            .connect("c2", "p")
+            .abort("c2")
+            .close("cli")
+            .stop("app")
+            .target("other", TargetSource::Builtin("echo".into()))
+            .kill("other")
+            .build();
+        let mut kinds: Vec<&str> = built.steps.iter().map(|s| kind(&s.statement)).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), 20, "statements not built: {kinds:?}");
+        let text = built.to_string();
+        assert_eq!(
+            parse("built", text.as_bytes()).unwrap(),
+            built,
+            "printed as:\n{text}"
+        );
+        built.validate().unwrap();
+    }
+
+    #[test]
+    fn a_built_scenario_that_is_wrong_fails_validation_with_the_parser_message() {
+        let built = ScenarioBuilder::new().accept("nowhere", "conn").build();
+        let problems = built.validate().unwrap_err().to_string();
+        assert!(problems.contains("nowhere"), "{problems}");
     }
 }
