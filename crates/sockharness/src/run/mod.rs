@@ -29,7 +29,7 @@ pub use timing::{
 use crate::capture::live::LiveCapture;
 use crate::capture::{decode, Capture, LinkType, RenderOptions, WireTrace};
 use crate::sandbox::{self, Isolation, SandboxError, Support};
-use crate::script::{Scenario, Statement, TargetSource};
+use crate::script::{Endpoint, Scenario, Statement, TargetSource};
 use crate::trace::Trace;
 
 /// How a scenario ended.
@@ -287,7 +287,13 @@ fn run_isolated(
     needs: Option<String>,
     started: Instant,
 ) -> ScenarioRun {
-    if let Err(e) = sandbox::enter_private_netns() {
+    let reusable = leaves_namespace_reusable(scenario, opts);
+    let entered = if reusable {
+        sandbox::enter_reusable_netns()
+    } else {
+        sandbox::enter_private_netns()
+    };
+    if let Err(e) = entered {
         let why = e.to_string();
         if opts.isolation == Isolation::Always {
             return ScenarioRun::ended(
@@ -345,7 +351,16 @@ fn run_isolated(
             started,
         );
     }
-    let mut r = run_here(scenario, opts, capture, started);
+    let (mut r, connections) = run_in(scenario, opts, capture, started);
+    // What such a scenario leaves is its connections' ends (TIME_WAIT, orphans closing): with
+    // those gone the namespace is as new, and the next such scenario takes it instead of a new
+    // one. After a failure it is not trusted.
+    if reusable
+        && matches!(r.status, Status::Passed)
+        && sandbox::forget_connections(&connections).is_ok()
+    {
+        sandbox::hand_back_netns();
+    }
     r.isolated = true;
     if r.capture_note.is_none() {
         r.capture_note = note;
@@ -360,6 +375,16 @@ fn run_here(
     capture: Option<LiveCapture>,
     started: Instant,
 ) -> ScenarioRun {
+    run_in(scenario, opts, capture, started).0
+}
+
+/// As [`run_here`], with the ends of every connection the scenario had.
+fn run_in(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    capture: Option<LiveCapture>,
+    started: Instant,
+) -> (ScenarioRun, Vec<(SocketAddr, SocketAddr)>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -367,10 +392,11 @@ fn run_here(
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
-            return ScenarioRun::ended(
-                Status::Failed(setup_failure("a runtime for the scenario", &e.to_string())),
-                started,
-            )
+            let failure = setup_failure("a runtime for the scenario", &e.to_string());
+            return (
+                ScenarioRun::ended(Status::Failed(failure), started),
+                Vec::new(),
+            );
         }
     };
     let timeout = scenario.settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -405,7 +431,7 @@ fn run_here(
         }
     });
     drop(runtime);
-    ScenarioRun {
+    let run = ScenarioRun {
         status: ended.status,
         trace: ended.trace,
         duration: started.elapsed(),
@@ -413,7 +439,27 @@ fn run_here(
         capture,
         capture_note: note,
         names: ended.names,
-    }
+    };
+    (run, ended.connections)
+}
+
+/// Whether a namespace used by `scenario` can be as new again once its connections' ends are
+/// gone: nothing in the scenario changes what they cannot undo. A sysctl changes the namespace;
+/// a process or a caller's service may leave anything behind; a fixed port is where a
+/// previous scenario's random port could still be in use.
+fn leaves_namespace_reusable(scenario: &Scenario, opts: &RunOptions) -> bool {
+    scenario.settings.sysctls.is_empty()
+        && scenario.steps.iter().all(|s| match &s.statement {
+            Statement::Target { name, source } => {
+                matches!(source, TargetSource::Builtin(_)) && opts.services.get(name).is_none()
+            }
+            Statement::Proxy { .. } => false,
+            Statement::Listen {
+                on: Endpoint::Addr(a),
+                ..
+            } => a.port() == 0,
+            _ => true,
+        })
 }
 
 fn setup_failure(expected: &str, why: &str) -> Failure {

@@ -10,6 +10,7 @@
 //! its sysctls are never changed: [`set_sysctl`] refuses to write unless the calling thread is in
 //! a namespace other than the one the process started in.
 
+mod forget;
 mod netns;
 mod pool;
 
@@ -18,7 +19,8 @@ use std::sync::OnceLock;
 
 use thiserror::Error;
 
-pub use netns::{enter_private_netns, set_sysctl};
+pub use forget::forget_connections;
+pub use netns::{enter_private_netns, enter_reusable_netns, hand_back_netns, set_sysctl};
 
 /// Whether scenarios run in private network namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

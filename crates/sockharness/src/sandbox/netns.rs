@@ -54,7 +54,25 @@ pub(super) fn prepare() -> Support {
 ///
 /// Only the calling thread moves; run scenarios on a thread of their own.
 pub fn enter_private_netns() -> Result<(), SandboxError> {
-    match super::pool::enter_ready() {
+    enter(false)
+}
+
+/// As [`enter_private_netns`], but the namespace may be one a scenario used before and handed
+/// back with [`hand_back_netns`]: as new as far as a scenario without sysctls, processes or
+/// fixed ports can tell.
+pub fn enter_reusable_netns() -> Result<(), SandboxError> {
+    enter(true)
+}
+
+/// Hands the calling thread's namespace back for [`enter_reusable_netns`] to serve again.
+/// Only for a namespace left as new: no sysctl set, no process started in it, and nothing of
+/// its connections left (see [`forget_connections`](super::forget_connections)).
+pub fn hand_back_netns() {
+    super::pool::hand_back();
+}
+
+fn enter(reuse: bool) -> Result<(), SandboxError> {
+    match super::pool::enter_ready(reuse) {
         Some(Ok(())) => Ok(()),
         Some(Err(source)) => Err(SandboxError::Namespace {
             what: "setns(CLONE_NEWNET)",

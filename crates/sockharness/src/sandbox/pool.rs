@@ -1,6 +1,10 @@
 //! Network namespaces made ahead of time. Creating one costs about a millisecond of kernel
-//! work; a thread of its own makes the next few while scenarios run, and a scenario's thread
-//! only has to enter one (`setns`, microseconds).
+//! work (and destroying it half as much again); a thread of its own makes the next few while
+//! scenarios run, and a scenario's thread only has to enter one (`setns`, microseconds).
+//!
+//! A namespace a scenario left as it found it (no sysctl, no process, nothing of its
+//! connections left: see `run`) is handed back and served again first, so that a run of many
+//! small scenarios pays for few namespaces.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -13,14 +17,25 @@ use super::netns;
 /// few enough that an idle process holds little.
 const READY: usize = 4;
 
+/// Namespaces handed back, kept at most: one per parallel worker is enough to never make one.
+const RECYCLED: usize = 16;
+
 /// The ready namespaces, or `None` where the maker thread could not start.
 static POOL: OnceLock<Option<Mutex<Receiver<File>>>> = OnceLock::new();
+/// Namespaces handed back clean, served before new ones.
+static BACK: Mutex<Vec<File>> = Mutex::new(Vec::new());
 
-/// Moves the calling thread into a namespace made ahead of time, with its loopback up. `None`
-/// when none can be had (the maker failed, or could not start): the caller makes its own.
-pub(super) fn enter_ready() -> Option<std::io::Result<()>> {
-    let pool = POOL.get_or_init(start).as_ref()?;
-    let ns = pool.lock().ok()?.recv().ok()?;
+/// Moves the calling thread into a namespace made ahead of time (or, with `reuse`, one handed
+/// back), with its loopback up. `None` when none can be had (the maker failed, or could not
+/// start): the caller makes its own.
+pub(super) fn enter_ready(reuse: bool) -> Option<std::io::Result<()>> {
+    let back = reuse
+        .then(|| BACK.lock().ok().and_then(|mut b| b.pop()))
+        .flatten();
+    let ns = match back {
+        Some(ns) => ns,
+        None => POOL.get_or_init(start).as_ref()?.lock().ok()?.recv().ok()?,
+    };
     // SAFETY: setns has no memory preconditions; it moves only the calling thread, into a
     // namespace the descriptor keeps alive for the call.
     let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
@@ -55,6 +70,18 @@ fn make(tx: &SyncSender<File>) {
         let Ok(ns) = made else { return };
         if tx.send(ns).is_err() {
             return;
+        }
+    }
+}
+
+/// Hands the calling thread's namespace back to be served again. The caller vouches that it is
+/// as new: the same settings, no process in it, no socket left.
+pub(super) fn hand_back() {
+    if let Ok(ns) = File::open("/proc/thread-self/ns/net") {
+        if let Ok(mut back) = BACK.lock() {
+            if back.len() < RECYCLED {
+                back.push(ns);
+            }
         }
     }
 }

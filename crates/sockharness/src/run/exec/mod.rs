@@ -75,11 +75,27 @@ struct State {
     proxies: HashMap<String, crate::proxy::Faults>,
     sent: HashMap<String, Vec<u8>>,
     received: HashMap<String, u64>,
+    /// Both ends of every connection closed so far, for what they leave in the kernel.
+    connections: Vec<(SocketAddr, SocketAddr)>,
 }
 
 type Shared = Rc<RefCell<State>>;
 
 impl State {
+    /// Removes a socket (a `close`, an `abort`, the end of the scenario), noting its
+    /// connection's ends first.
+    fn remove(&mut self, name: &str) -> Option<Rc<Sock>> {
+        let sock = self.socks.remove(name)?;
+        let addr = |a: io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
+        if let (Some(local), Some(peer)) = (
+            addr(sock.socket().local_addr()),
+            addr(sock.socket().peer_addr()),
+        ) {
+            self.connections.push((local, peer));
+        }
+        Some(sock)
+    }
+
     fn register(&mut self, name: &str, sock: Rc<Sock>) {
         if let Ok(addr) = sock.socket().local_addr() {
             if let Some(addr) = addr.as_socket() {
@@ -157,6 +173,8 @@ pub(crate) struct Ended {
     pub(crate) trace: Trace,
     /// The scenario's names for addresses, for rendering the capture.
     pub(crate) names: BTreeMap<SocketAddr, String>,
+    /// Both ends of every connection the scenario's sockets had.
+    pub(crate) connections: Vec<(SocketAddr, SocketAddr)>,
 }
 
 pub(crate) struct Exec<'a> {
@@ -218,19 +236,15 @@ impl<'a> Exec<'a> {
         }
         // Let the cancelled tasks go, then close what is left in a fixed order.
         tokio::task::yield_now().await;
-        let (socks, order) = {
-            let mut st = self.state.borrow_mut();
-            (std::mem::take(&mut st.socks), std::mem::take(&mut st.order))
-        };
-        let mut socks = socks;
+        let order = std::mem::take(&mut self.state.borrow_mut().order);
         for name in order {
-            let Some(sock) = socks.remove(&name) else {
+            let Some(sock) = self.state.borrow_mut().remove(&name) else {
                 continue;
             };
             // If the other end is the scenario's too, let it take in this close before the next
             // one: under load the kernel may defer loopback delivery, and two closes crossing
             // on the wire would make the capture differ from run to run.
-            let peer = connected_peer(&sock, &socks);
+            let peer = connected_peer(&sock, &self.state.borrow().socks);
             drop(sock);
             if let Some(peer) = peer {
                 let deadline = Instant::now() + CLOSE_SETTLE_MAX;
@@ -276,10 +290,12 @@ impl<'a> Exec<'a> {
             .iter()
             .map(|(a, n)| (*a, n.clone()))
             .collect();
+        let connections = std::mem::take(&mut self.state.borrow_mut().connections);
         Ended {
             status,
             trace: self.trace,
             names,
+            connections,
         }
     }
 

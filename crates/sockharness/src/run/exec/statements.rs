@@ -173,7 +173,7 @@ impl Exec<'_> {
             Statement::Close { socket } => {
                 let mut st = shared.borrow_mut();
                 st.sock(socket).map_err(failed)?;
-                st.socks.remove(socket);
+                st.remove(socket);
                 st.closed.insert(socket.clone());
                 done(Ok(()))
             }
@@ -183,7 +183,8 @@ impl Exec<'_> {
                 s.socket()
                     .set_linger(Some(Duration::ZERO))
                     .map_err(failed)?;
-                st.socks.remove(socket);
+                drop(s);
+                st.remove(socket);
                 st.closed.insert(socket.clone());
                 done(Ok(()))
             }
