@@ -282,7 +282,8 @@ pub enum FaultKind {
     Drop,
 }
 
-/// The bundled example servers, by name.
+/// The bundled example servers, by name: the correct ones ([`CORRECT_BUILTINS`]), then the bug
+/// zoo's ([`ZOO_BUILTINS`]). sockharness serves exactly these.
 pub const BUILTINS: [&str; 17] = [
     "echo",
     "chat",
@@ -303,6 +304,12 @@ pub const BUILTINS: [&str; 17] = [
     "chat-slow-blocks",
     "chat-leak-closed",
 ];
+
+/// The correct bundled servers, always built.
+pub const CORRECT_BUILTINS: &[&str] = BUILTINS.split_at(3).0;
+
+/// The bug zoo's broken servers, built with sockharness's `zoo` feature.
+pub const ZOO_BUILTINS: &[&str] = BUILTINS.split_at(3).1;
 
 /// What an `expect wire` statement measures.
 #[derive(Debug, Clone, PartialEq, Eq)]

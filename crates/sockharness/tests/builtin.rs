@@ -72,3 +72,27 @@ fn the_zoo_is_there_exactly_with_its_feature() {
         );
     }
 }
+
+/// Every server name the language accepts is one this build serves (the zoo's with its
+/// feature): none falls through to another server or to an error.
+#[test]
+fn every_builtin_name_of_the_language_is_served() {
+    let names: &[&str] = if cfg!(feature = "zoo") {
+        &sockharness::script::BUILTINS
+    } else {
+        sockharness::script::CORRECT_BUILTINS
+    };
+    for name in names {
+        assert!(
+            sockharness::servers::is_bundled(name),
+            "{name} is not bundled"
+        );
+        let mut scenario = util::scenario("target t builtin echo\nconnect c to t\n");
+        let Statement::Target { source, .. } = &mut scenario.steps[0].statement else {
+            panic!("the first statement is the target");
+        };
+        *source = TargetSource::Builtin(name.to_string());
+        let r = sockharness::run::run(&scenario);
+        assert_eq!(r.status, Status::Passed, "{name}: {}", r.trace.render());
+    }
+}

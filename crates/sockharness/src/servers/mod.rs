@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 /// The correct servers, always built.
-pub const CORRECT: [&str; 3] = ["echo", "chat", "http"];
+pub const CORRECT: &[&str] = crate::script::CORRECT_BUILTINS;
 
 /// A server name this build does not bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -34,13 +34,15 @@ pub fn is_bundled(name: &str) -> bool {
 /// every connection's task is dropped with it. A name this build does not bundle is an error at
 /// once, never another server.
 pub async fn serve(name: &str, listener: TcpListener) -> Result<(), UnknownServer> {
-    match name {
-        "echo" | "chat" | "http" => serve_correct(name, listener).await,
-        #[cfg(feature = "zoo")]
-        _ if zoo::NAMES.contains(&name) => zoo::serve(name, listener).await,
-        _ => return Err(UnknownServer(name.to_string())),
+    if CORRECT.contains(&name) {
+        serve_correct(name, listener).await;
+        return Ok(());
     }
-    Ok(())
+    #[cfg(feature = "zoo")]
+    if zoo::serve(name, listener).await {
+        return Ok(());
+    }
+    Err(UnknownServer(name.to_string()))
 }
 
 async fn serve_correct(name: &str, listener: TcpListener) {
@@ -53,7 +55,8 @@ async fn serve_correct(name: &str, listener: TcpListener) {
         match name {
             "echo" => connections.spawn_local(echo::serve(stream)),
             "chat" => connections.spawn_local(room.clone().serve(stream)),
-            _ => connections.spawn_local(http::serve(stream)),
+            "http" => connections.spawn_local(http::serve(stream)),
+            other => unreachable!("{other} is not one of the correct servers"),
         };
         // Reap finished connections so a long scenario does not accumulate them.
         while connections.try_join_next().is_some() {}

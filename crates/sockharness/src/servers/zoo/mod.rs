@@ -35,26 +35,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 /// The bug zoo's servers, by name.
-pub(super) const NAMES: [&str; 14] = [
-    "echo-one-read",
-    "echo-short-write",
-    "echo-one-at-a-time",
-    "echo-exit-on-reset",
-    "echo-leak-closed",
-    "http-one-read",
-    "http-first-pipelined",
-    "http-body-as-request",
-    "http-half-close-drop",
-    "http-stop-accepting",
-    "chat-echo-sender",
-    "chat-one-read",
-    "chat-slow-blocks",
-    "chat-leak-closed",
-];
+pub(super) const NAMES: &[&str] = crate::script::ZOO_BUILTINS;
 
 /// Serves one of [`NAMES`]; they bring their own accept loops, as some of their bugs live
-/// there.
-pub(super) async fn serve(name: &str, listener: TcpListener) {
+/// there. False, at once, for a name that is not one of them.
+pub(super) async fn serve(name: &str, listener: TcpListener) -> bool {
     match name {
         "echo-one-read" => echo::one_read(listener).await,
         "echo-short-write" => echo::short_write(listener).await,
@@ -69,8 +54,10 @@ pub(super) async fn serve(name: &str, listener: TcpListener) {
         "chat-echo-sender" => chat::echo_sender(listener).await,
         "chat-one-read" => chat::one_read(listener).await,
         "chat-slow-blocks" => chat::slow_blocks(listener).await,
-        _ => chat::leak_closed(listener).await,
+        "chat-leak-closed" => chat::leak_closed(listener).await,
+        _ => return false,
     }
+    true
 }
 
 /// The correct accept loop of the example servers, for variants whose bug is elsewhere: every
