@@ -90,3 +90,32 @@ fn a_namespace_with_a_sysctl_set_is_never_served_again() {
         "a namespace with a sysctl changed was served again"
     );
 }
+
+#[test]
+fn a_namespace_is_never_served_to_another_thread_while_its_thread_is_in_it() {
+    let text = "listen srv\nconnect cli to srv\naccept srv as conn\n";
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let held = std::thread::spawn(move || {
+        run_then(text, move |status| {
+            assert!(matches!(status, Status::Passed), "{status:?}");
+            // Still in the namespace it handed back, while another thread takes one.
+            tx.send(netns()).unwrap();
+            done_rx.recv().unwrap();
+        })
+    });
+    let Ok(used) = rx.recv() else {
+        // No isolation here: run_then said so and did not run.
+        held.join().unwrap();
+        return;
+    };
+    let other = std::thread::spawn(|| {
+        sandbox::enter_reusable_netns().expect("a namespace to enter");
+        netns()
+    })
+    .join()
+    .unwrap();
+    done_tx.send(()).unwrap();
+    held.join().unwrap();
+    assert_ne!(other, used, "two threads were given the same namespace");
+}

@@ -29,6 +29,11 @@ static BACK: Mutex<Vec<File>> = Mutex::new(Vec::new());
 /// back), with its loopback up. `None` when none can be had (the maker failed, or could not
 /// start): the caller makes its own.
 pub(super) fn enter_ready(reuse: bool) -> Option<std::io::Result<()>> {
+    let own = HANDED_BACK.with(|h| h.0.borrow_mut().take());
+    if reuse && own.is_some() {
+        // The thread is in a namespace it handed back itself: it stays, at no cost.
+        return Some(Ok(()));
+    }
     let back = reuse
         .then(|| BACK.lock().ok().and_then(|mut b| b.pop()))
         .flatten();
@@ -39,11 +44,14 @@ pub(super) fn enter_ready(reuse: bool) -> Option<std::io::Result<()>> {
     // SAFETY: setns has no memory preconditions; it moves only the calling thread, into a
     // namespace the descriptor keeps alive for the call.
     let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    Some(if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    })
+    if r != 0 {
+        return Some(Err(std::io::Error::last_os_error()));
+    }
+    // Only now that the thread has left it may another thread have it.
+    if let Some(own) = own {
+        serve_again(own);
+    }
+    Some(Ok(()))
 }
 
 fn start() -> Option<Mutex<Receiver<File>>> {
@@ -75,13 +83,35 @@ fn make(tx: &SyncSender<File>) {
 }
 
 /// Hands the calling thread's namespace back to be served again. The caller vouches that it is
-/// as new: the same settings, no process in it, no socket left.
+/// as new: the same settings, no process in it, no socket left. The thread is still in it, so
+/// it is served to another thread only once this one has moved on (its next namespace, or its
+/// exit); until then it serves this thread's next reusable scenario, which needs no move at all.
 pub(super) fn hand_back() {
     if let Ok(ns) = File::open("/proc/thread-self/ns/net") {
-        if let Ok(mut back) = BACK.lock() {
-            if back.len() < RECYCLED {
-                back.push(ns);
-            }
+        HANDED_BACK.with(|h| *h.0.borrow_mut() = Some(ns));
+    }
+}
+
+/// A namespace the calling thread handed back while still in it.
+struct HandedBack(std::cell::RefCell<Option<File>>);
+
+impl Drop for HandedBack {
+    /// At the thread's exit, the namespace is free for others.
+    fn drop(&mut self) {
+        if let Some(ns) = self.0.get_mut().take() {
+            serve_again(ns);
+        }
+    }
+}
+
+thread_local! {
+    static HANDED_BACK: HandedBack = const { HandedBack(std::cell::RefCell::new(None)) };
+}
+
+fn serve_again(ns: File) {
+    if let Ok(mut back) = BACK.lock() {
+        if back.len() < RECYCLED {
+            back.push(ns);
         }
     }
 }
