@@ -291,7 +291,8 @@ fn ctrl_c_stops_the_run_and_its_server() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let r = child.wait_with_output().expect("it exits");
     let stdout = text(&r.stdout);
-    assert_eq!(r.status.code(), Some(0), "{stdout}\n{}", text(&r.stderr));
+    // 128 + SIGINT, after the report.
+    assert_eq!(r.status.code(), Some(130), "{stdout}\n{}", text(&r.stderr));
     assert!(stdout.contains("interrupted"), "{stdout}");
     assert!(
         marked(&mark).is_empty(),

@@ -152,3 +152,78 @@ fn a_target_that_exits_before_it_listens_fails_with_its_status() {
         }
     );
 }
+
+/// SIGTERM (a CI timeout) or SIGINT (Ctrl-C) to `run`: the scenario running stops at once, its
+/// server is stopped, the summary is printed, and the exit status says which signal it was; a
+/// second signal exits at once.
+#[test]
+fn an_interrupted_run_stops_its_servers_reports_and_exits_with_the_signal() {
+    for (signal, status, twice) in [(libc::SIGTERM, 143, false), (libc::SIGINT, 130, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let path = dir.path().join("slow.scenario");
+        std::fs::write(
+            &path,
+            format!(
+                "target t cmd \"echo $$ > {}; exec {BIN} serve echo --listen 127.0.0.1:{{port}}\"\n\
+                 connect c to t\nsleep 30s\n",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let child = std::process::Command::new(BIN)
+            .args(["run", "--format", "text"])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once the server is up, the scenario is in its sleep.
+        let deadline = started + std::time::Duration::from_secs(20);
+        let server: i32 = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                break pid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let pid = child.id() as i32;
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(pid, signal) };
+        if twice {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, signal) };
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{text}");
+        // Well before the scenario's 30 s sleep would have ended.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{text}"
+        );
+        if !twice {
+            assert!(text.contains("0 passed, 0 failed, 1 skipped"), "{text}");
+            assert!(text.contains("interrupted at line 3"), "{text}");
+        }
+        // The server is gone (a zombie would be reaped by now: its parent has exited).
+        let gone = (0..100).any(|_| {
+            let alive = Path::new(&format!("/proc/{server}")).exists();
+            if alive {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            !alive
+        });
+        assert!(gone, "server {server} outlived the run:\n{text}");
+    }
+}

@@ -2,7 +2,6 @@
 //! after it dies.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use sockharness::process::{self as target, Process};
@@ -32,17 +31,10 @@ impl Server {
     }
 }
 
-/// The process group of the server now running, for [`kill_now`].
-static GROUP: AtomicI32 = AtomicI32::new(0);
-
 /// Kills the server under test at once (SIGKILL to its process group): for a process about to
 /// exit without unwinding, such as on a second Ctrl-C.
 pub fn kill_now() {
-    let group = GROUP.swap(0, Ordering::Relaxed);
-    if group > 0 {
-        // SAFETY: kill has no memory preconditions; a negative pid names the group.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-    }
+    sockharness::process::kill_all();
 }
 
 /// How long a started server may take to listen.
@@ -100,7 +92,6 @@ impl Running {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.addr = target::cmd_addr(port);
-        GROUP.store(i32::try_from(p.id()).unwrap_or(0), Ordering::Relaxed);
         self.process = Some(p);
         Ok(())
     }

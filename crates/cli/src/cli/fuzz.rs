@@ -134,7 +134,10 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
     // Before any thread starts: reproducers are checked in a private namespace, which without
     // root needs the process's user namespace.
     sockharness::sandbox::init();
-    on_interrupt(fuzz::interrupt);
+    super::signals::on_interrupt(
+        fuzz::interrupt,
+        "finishing the inputs in flight and stopping the server",
+    );
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -244,47 +247,14 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         report.restarts,
         if report.restarts == 1 { "" } else { "s" }
     );
+    if let Some(code) = super::signals::interrupted() {
+        return Ok(ExitCode::from(code));
+    }
     Ok(ExitCode::from(if report.found.is_empty() {
         EXIT_OK
     } else {
         EXIT_FAILED
     }))
-}
-
-/// Runs `stop` on a thread of its own at the first SIGINT, SIGTERM or SIGHUP, so that Ctrl-C
-/// ends the run cleanly (the server under test, in a process group of its own, does not get
-/// the terminal's signal, and must be stopped by the fuzzer); a second one exits at once.
-fn on_interrupt(stop: fn()) {
-    // SAFETY: plain libc calls on a local signal set. Called before any other thread exists,
-    // so every thread inherits the mask and the signals reach only the waiting thread.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    std::thread::spawn(move || {
-        let mut first = true;
-        loop {
-            let mut sig = 0;
-            // SAFETY: `set` is a valid, initialised signal set.
-            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                return;
-            }
-            if !first {
-                // Nothing unwinds on exit: the server, in a process group of its own, is
-                // killed here or not at all.
-                fuzz::kill_now();
-                std::process::exit(130);
-            }
-            first = false;
-            eprintln!("\ninterrupted: finishing the inputs in flight and stopping the server (again to quit at once)");
-            stop();
-        }
-    });
 }
 
 fn progress_line(p: &Progress) -> String {

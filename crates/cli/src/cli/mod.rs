@@ -19,6 +19,7 @@ macro_rules! say_raw {
 mod artifacts;
 mod fuzz;
 mod output;
+mod signals;
 mod trace;
 
 /// The scenario library embedded in the binary, as `(relative path, contents)`.
@@ -313,6 +314,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
+    signals::on_interrupt(
+        sockharness::run::interrupt,
+        "stopping the scenarios that are running and their servers",
+    );
     let mut sources = sources(&args.paths)?;
     if let Some(f) = &args.filter {
         sources.retain(|s| s.name.contains(f.as_str()) || s.path.contains(f.as_str()));
@@ -366,6 +371,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Format::Text => output::text_summary(&rows, &saved, started.elapsed()),
         Format::Json => say!("{}", output::json(&rows, &saved)),
         Format::Junit => say!("{}", output::junit(&rows, started.elapsed())?),
+    }
+    if let Some(code) = signals::interrupted() {
+        let stopped = results
+            .iter()
+            .filter(|r| matches!(&r.status, Status::Skipped(why) if why.starts_with("interrupted")))
+            .count();
+        eprintln!("interrupted: {stopped} scenarios were stopped or not run");
+        return Ok(ExitCode::from(code));
     }
     let failed = results
         .iter()

@@ -25,6 +25,19 @@ pub struct Process {
     pub ended_by_script: bool,
 }
 
+/// Process groups of the servers running now, for [`kill_all`].
+static RUNNING: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+/// Kills every server process this process started and has not stopped yet (SIGKILL to each
+/// process group): for a program about to exit without unwinding, such as on a second Ctrl-C.
+pub fn kill_all() {
+    let groups = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+    for group in groups {
+        // SAFETY: kill has no memory preconditions; a negative pid names the group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+}
+
 /// A port on 127.0.0.1 nobody listens on now, for a target to use.
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
@@ -42,6 +55,9 @@ impl Process {
             let output = output.clone();
             // The readers end when the process (and anything holding its pipes) is gone.
             std::thread::spawn(move || collect(stream, &output));
+        }
+        if let Ok(mut running) = RUNNING.lock() {
+            running.push(child.pid);
         }
         Ok(Process {
             pid: child.pid,
@@ -125,6 +141,9 @@ impl Drop for Process {
         self.signal(libc::SIGKILL);
         if self.exited().is_none() {
             self.wait(0);
+        }
+        if let Ok(mut running) = RUNNING.lock() {
+            running.retain(|&p| p != self.pid);
         }
     }
 }

@@ -8,6 +8,7 @@
 mod check;
 mod exec;
 mod failure;
+mod interrupt;
 mod sock;
 pub(crate) mod target;
 mod timing;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use failure::{Failure, FailureKind};
+pub use interrupt::{interrupt, interrupted};
 pub use timing::{
     scale_from_env, Tolerance, DEFAULT_TIMEOUT, DEFAULT_TOLERANCE, RELATIVE, SCALE_VAR,
 };
@@ -198,6 +200,9 @@ pub fn run(scenario: &Scenario) -> ScenarioRun {
 /// calling thread's namespace never changes.
 pub fn run_with(scenario: &Scenario, opts: &RunOptions) -> ScenarioRun {
     let started = Instant::now();
+    if interrupted() {
+        return ScenarioRun::ended(Status::Skipped(INTERRUPTED.into()), started);
+    }
     if let Some(missing) = scenario.settings.requires.iter().find(|p| !on_path(p)) {
         return ScenarioRun::ended(
             Status::Skipped(format!("needs `{missing}`, which is not installed here")),
@@ -461,6 +466,9 @@ fn leaves_namespace_reusable(scenario: &Scenario, opts: &RunOptions) -> bool {
             _ => true,
         })
 }
+
+/// Why a scenario stopped by [`interrupt`] was skipped.
+pub(crate) const INTERRUPTED: &str = "interrupted";
 
 fn setup_failure(expected: &str, why: &str) -> Failure {
     Failure {

@@ -217,11 +217,17 @@ impl<'a> Exec<'a> {
             .map(|c| tokio::task::spawn_local(drain_continuously(c)));
         let mut status = Status::Passed;
         for step in &self.scenario.steps {
-            if let Err(f) = self
-                .step(step)
-                .await
-                .and_then(|()| self.check_targets(step))
-            {
+            let done = tokio::select! {
+                biased;
+                () = super::interrupt::wait() => None,
+                r = self.step(step) => Some(r),
+            };
+            let Some(r) = done else {
+                status =
+                    Status::Skipped(format!("{} at line {}", super::INTERRUPTED, line_of(step)));
+                break;
+            };
+            if let Err(f) = r.and_then(|()| self.check_targets(step)) {
                 status = Status::Failed(f);
                 break;
             }
