@@ -227,3 +227,48 @@ fn an_interrupted_run_stops_its_servers_reports_and_exits_with_the_signal() {
         assert!(gone, "server {server} outlived the run:\n{text}");
     }
 }
+
+/// Processes whose environment holds `mark`.
+fn marked(mark: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+            if env.split(|&b| b == 0).any(|v| v == mark.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// A server that starts a daemon of its own (`setsid`, out of its process group): stopping the
+/// server stops the daemon too, in the scenario's namespace and on the host's network alike.
+#[test]
+fn a_servers_daemon_does_not_outlive_it() {
+    for isolate in ["always", "never"] {
+        let mark = format!("SOCKHARNESS_DAEMON_TEST={isolate}-{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.scenario");
+        std::fs::write(
+            &path,
+            format!(
+                "target t cmd \"env {mark} setsid sleep 1234 & env {mark} setsid sh -c 'sleep 1235 & sleep 1236' & exec {BIN} serve echo --listen 127.0.0.1:{{port}}\"\n\
+                 connect c to t\nsend c \"x\"\nrecv c 1 == \"x\"\n"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["run", "--isolate", isolate])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{isolate}: {text}");
+        let left = marked(&mark);
+        assert!(left.is_empty(), "{isolate}: left running: {left:?}\n{text}");
+    }
+}

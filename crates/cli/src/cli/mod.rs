@@ -204,6 +204,11 @@ pub fn main() -> Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
+    // A server's daemon whose parent exits comes to this process rather than to init, so that
+    // stopping the server finds it even on the host's network.
+    if let Err(e) = sockharness::process::adopt_orphans() {
+        eprintln!("note: cannot adopt orphaned processes ({e}): a server's daemons on the host's network may outlive it");
+    }
     match cli.command {
         Command::Run(args) => {
             // Before any thread starts: without root this creates the process's user namespace.

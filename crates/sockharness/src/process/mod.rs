@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) mod spawner;
+mod sweep;
+
+pub use sweep::adopt_orphans;
 
 /// Output kept per process: the tail is what a failure report needs.
 const KEEP_OUTPUT: usize = 64 * 1024;
@@ -19,6 +22,8 @@ pub const TERM_GRACE: Duration = Duration::from_secs(1);
 pub struct Process {
     /// The shell's pid, which leads the process group.
     pid: libc::pid_t,
+    /// The network namespace it runs in, by inode.
+    netns: Option<u64>,
     output: Arc<Mutex<Vec<u8>>>,
     status: Option<ExitStatus>,
     /// True once the script stopped or killed it: its exit is then expected.
@@ -61,6 +66,7 @@ impl Process {
         }
         Ok(Process {
             pid: child.pid,
+            netns: sweep::current_netns(),
             output,
             status: None,
             ended_by_script: false,
@@ -111,6 +117,16 @@ impl Process {
         if self.exited().is_none() {
             self.status = self.wait(0);
         }
+        self.sweep();
+    }
+
+    /// Kills what left the process group: see [`sweep`](sweep::sweep).
+    fn sweep(&self) {
+        let Some(netns) = self.netns else { return };
+        let mut running = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+        running.retain(|&group| group != self.pid);
+        let private = crate::sandbox::host_netns() != Some(netns);
+        sweep::sweep(netns, private, &running);
     }
 
     /// Open file descriptors (Linux `/proc`).
@@ -145,6 +161,7 @@ impl Drop for Process {
         if let Ok(mut running) = RUNNING.lock() {
             running.retain(|&p| p != self.pid);
         }
+        self.sweep();
     }
 }
 

@@ -134,6 +134,6 @@ pub fn support() -> &'static Support {
 }
 
 /// The inode of the network namespace the process started in.
-fn host_netns() -> Option<u64> {
+pub(crate) fn host_netns() -> Option<u64> {
     *HOST_NETNS.get_or_init(|| netns::current_netns().ok())
 }
