@@ -256,3 +256,46 @@ fn wire_expectations_are_skipped_without_isolation() {
     assert!(stdout.contains("skip  wire: `expect wire`"), "{stdout}");
     assert!(stdout.contains("0 passed, 0 failed, 1 skipped"), "{stdout}");
 }
+
+/// Runs the binary, killing it (and failing the test) if it has not ended within 20 s.
+fn sockharness_bounded(args: &[&str], dir: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockharness"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("waitable").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("`sockharness {}` hung", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("it ended")
+}
+
+#[test]
+fn a_fifo_is_skipped_when_scanned_and_refused_when_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "good.scenario", GOOD);
+    let fifo = dir.path().join("pipe.scenario");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: the path is NUL-terminated.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let d = dir.path().to_str().unwrap();
+    for cmd in ["run", "check"] {
+        let r = sockharness_bounded(&[cmd, d], dir.path());
+        assert_eq!(r.status.code(), Some(0), "{cmd} {d}: {}", text(&r.stderr));
+    }
+    let f = fifo.to_str().unwrap();
+    for args in [&["run", f][..], &["check", f], &["trace", f]] {
+        let r = sockharness_bounded(args, dir.path());
+        let stderr = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("not a regular file"), "{args:?}: {stderr}");
+    }
+}

@@ -58,6 +58,9 @@ pub enum SeedError {
         "{0}: the seed scenario has no `target` statement for the server under test to replace"
     )]
     NoTarget(String),
+    /// A file named is not one to read (a FIFO, a device) or is too large.
+    #[error(transparent)]
+    File(#[from] sockharness::suite::LoadError),
     /// A pcap file could not be decoded.
     #[error("{path}: {source}")]
     Pcap {
@@ -106,7 +109,7 @@ impl Seeds {
 
     /// Adds a seed scenario file and the request streams of its clients.
     pub fn add_scenario_file(&mut self, path: &Path) -> Result<(), SeedError> {
-        let bytes = read(path)?;
+        let bytes = sockharness::suite::read_file(path, sockharness::suite::MAX_SCENARIO_FILE)?;
         let label = path.display().to_string();
         let scenario = script::parse(&label, &bytes).map_err(SeedError::Parse)?;
         self.add_scenario(&label, scenario)
@@ -161,8 +164,8 @@ impl Seeds {
                 "scenario" => self.add_scenario_file(&f)?,
                 "pcap" | "pcapng" => self.add_pcap(&f)?,
                 _ => {
-                    let mut bytes = read(&f)?;
-                    bytes.truncate(MAX_STREAM);
+                    // Only the first MAX_STREAM bytes are used: only those are read.
+                    let bytes = read_prefix(&f, MAX_STREAM)?;
                     if !bytes.is_empty() {
                         self.streams.push(Stream {
                             label: f.display().to_string(),
@@ -178,7 +181,8 @@ impl Seeds {
     /// Adds the client streams of a capture.
     pub fn add_pcap(&mut self, path: &Path) -> Result<(), SeedError> {
         let shown = path.display().to_string();
-        let cap = pcap::read(&read(path)?).map_err(|source| SeedError::Pcap {
+        let bytes = sockharness::suite::read_file(path, MAX_CAPTURE_FILE)?;
+        let cap = pcap::read(&bytes).map_err(|source| SeedError::Pcap {
             path: shown.clone(),
             source,
         })?;
@@ -195,11 +199,20 @@ impl Seeds {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, SeedError> {
-    std::fs::read(path).map_err(|source| SeedError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+/// The largest capture read as a seed.
+const MAX_CAPTURE_FILE: u64 = 1 << 30;
+
+/// The first `limit` bytes of a file found by a corpus walk (regular files only).
+fn read_prefix(path: &Path, limit: usize) -> Result<Vec<u8>, SeedError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64).read_to_end(&mut bytes))
+        .map_err(|source| SeedError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(bytes)
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SeedError> {

@@ -34,6 +34,61 @@ pub enum LoadError {
     /// A path given on the command line does not exist.
     #[error("{0}: no such file or directory")]
     Missing(String),
+    /// A path names a FIFO, a socket or a device: reading it could block or never end.
+    #[error("{0}: not a regular file (a FIFO, socket or device cannot be read as a file)")]
+    NotAFile(String),
+    /// A file is larger than any input of its kind can sensibly be.
+    #[error("{path}: {size} bytes is more than the {limit} bytes a file of this kind may have")]
+    TooLarge {
+        /// The path.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// The largest scenario file read: far more than any scenario needs (data literals are
+/// generated, not written out), and little enough memory.
+pub const MAX_SCENARIO_FILE: u64 = 16 << 20;
+
+/// Reads a regular file of at most `limit` bytes, checking both before reading: a FIFO or a
+/// device would block or never end, a huge file would take memory it has no use for.
+pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let failed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::Missing(shown.clone()),
+        _ => LoadError::Read {
+            path: shown.clone(),
+            source: e,
+        },
+    };
+    let meta = std::fs::metadata(path).map_err(failed)?;
+    if !meta.is_file() {
+        return Err(LoadError::NotAFile(shown));
+    }
+    if meta.len() > limit {
+        return Err(LoadError::TooLarge {
+            path: shown,
+            size: meta.len(),
+            limit,
+        });
+    }
+    // The file may have been swapped or grown since: the read is bounded as well.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    if bytes.len() as u64 > limit {
+        return Err(LoadError::TooLarge {
+            path: shown,
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Embedded files, `(relative path, contents)`, as sources named by their path without
@@ -85,15 +140,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
 }
 
 fn read(path: &Path, name: String) -> Result<Source, LoadError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
-        path: shown.clone(),
-        source: e,
-    })?;
     Ok(Source {
-        path: shown,
+        bytes: read_file(path, MAX_SCENARIO_FILE)?,
+        path: path.display().to_string(),
         name,
-        bytes,
     })
 }
 
@@ -122,7 +172,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
             if !skip {
                 walk(&path, out)?;
             }
-        } else if path.extension().is_some_and(|e| e == "scenario") {
+        } else if path.extension().is_some_and(|e| e == "scenario")
+            // A FIFO, socket or device found by a scan is not a scenario; named, it is an
+            // error (see `read_file`).
+            && std::fs::metadata(&path).is_ok_and(|m| m.is_file())
+        {
             out.push(path);
         }
     }

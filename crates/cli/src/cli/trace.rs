@@ -11,6 +11,9 @@ use sockharness::capture::{decode, pcap, svg, RenderOptions};
 
 use super::EXIT_OK;
 
+/// The largest capture `trace` reads: decoding holds it in memory several times over.
+const MAX_CAPTURE_FILE: u64 = 1 << 30;
+
 /// Arguments of `trace`.
 #[derive(clap::Args)]
 pub struct TraceArgs {
@@ -50,7 +53,7 @@ pub enum TraceFormat {
 /// error (exit 2).
 pub fn trace(args: TraceArgs) -> Result<ExitCode> {
     let path = args.file.display();
-    let bytes = std::fs::read(&args.file).map_err(|e| anyhow!("cannot read {path}: {e}"))?;
+    let bytes = sockharness::suite::read_file(&args.file, MAX_CAPTURE_FILE)?;
     let capture = pcap::read(&bytes).map_err(|e| anyhow!("{path}: {e}"))?;
     let wire = decode(&capture);
     // A capture file has no socket names: endpoints are shown as addresses.
