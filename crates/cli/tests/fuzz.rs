@@ -316,3 +316,86 @@ fn marked(mark: &str) -> Vec<u32> {
     }
     pids
 }
+
+/// An `--out` that cannot take files is refused at the start, before any fuzzing, with the
+/// reason: not discovered when the first reproducer is written.
+#[test]
+fn an_unwritable_out_is_refused_at_the_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").expect("writable");
+    let mut outs = vec![file.join("out")];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Root writes anywhere: only an ordinary user meets a read-only directory.
+        let ro = dir.path().join("read-only");
+        std::fs::create_dir(&ro).expect("writable");
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+            .expect("chmod");
+        outs.push(ro);
+    }
+    let cmd = server("echo-one-read");
+    for out in outs {
+        let started = std::time::Instant::now();
+        let r = Command::new(bin())
+            .args(["fuzz", "--cmd", &cmd, "--time", "30s", "--out"])
+            .arg(&out)
+            .current_dir(dir.path())
+            .output()
+            .expect("the binary runs");
+        let stderr = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{}: {stderr}", out.display());
+        assert!(stderr.contains("cannot write"), "{stderr}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{stderr}"
+        );
+    }
+}
+
+/// Ctrl-C once a failure is confirmed, while it is minimised and checked: the failure is
+/// reported and its reproducer (the case as found, at least) is on disk and fails.
+#[test]
+fn a_confirmed_failure_survives_an_interrupt() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let cmd = server("echo-one-read");
+    let seed = seed("echo");
+    let child = Command::new(bin())
+        .args(["fuzz", "--cmd", &cmd, "--seed-scenario", &seed])
+        .args(["--time", "60s", "--seed", "1", "--out"])
+        .arg(out.path())
+        .current_dir(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // The first reproducer is written the moment the failure is confirmed.
+    let started = std::time::Instant::now();
+    while reproducers(out.path()).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no reproducer was written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let r = child.wait_with_output().expect("it exits");
+    let stdout = text(&r.stdout);
+    // Interrupted (130), or done just before the signal came (1): found either way.
+    assert!(
+        matches!(r.status.code(), Some(130 | 1)),
+        "{stdout}\n{}",
+        text(&r.stderr)
+    );
+    assert!(stdout.contains("FAIL "), "{stdout}");
+    assert!(!stdout.contains("0 failures"), "{stdout}");
+    let files = reproducers(out.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let runs: Vec<Output> = (0..3).map(|_| run(&files[0])).collect();
+    assert!(
+        runs.iter().any(|r| r.status.code() == Some(1)),
+        "the reproducer passed three runs:\n{}",
+        std::fs::read_to_string(&files[0]).unwrap_or_default()
+    );
+}

@@ -20,10 +20,7 @@ use super::FuzzError;
 /// Fuzzes the server as `cfg` says; `progress` hears how it goes about twice a second.
 pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report, FuzzError> {
     let started = Instant::now();
-    std::fs::create_dir_all(&cfg.out).map_err(|source| FuzzError::Out {
-        path: cfg.out.display().to_string(),
-        source,
-    })?;
+    writable(&cfg.out)?;
     let mut report = Report::default();
     let server = Running::start(&cfg.server)?;
     let mut fz = Fuzzer {
@@ -329,6 +326,19 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
     fz.finish(&mut report, started);
     fz.lock().stop();
     Ok(report)
+}
+
+/// Makes sure reproducers can be written to `out` before any fuzzing, rather than learning it
+/// when the first one is found.
+fn writable(out: &std::path::Path) -> Result<(), FuzzError> {
+    let failed = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| FuzzError::Out { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(failed(out))?;
+    let probe = out.join(format!(".sockharness-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(failed(out))?;
+    std::fs::remove_file(&probe).map_err(failed(&probe))
 }
 
 /// Inputs that ran just before a failure, replayed alone as its possible cause.

@@ -86,13 +86,19 @@ pub struct Found {
     pub how: String,
     /// The reproducer file.
     pub reproducer: PathBuf,
+    /// The reproducer's text.
+    pub text: String,
+    /// Why the reproducer file could not be written, if it could not: its text is then the
+    /// only copy, for the caller to show.
+    pub unwritten: Option<String>,
     /// Statements in the reproducer.
     pub statements: usize,
     /// Size of the reproducer file in bytes.
     pub bytes: usize,
     /// Runs of the reproducer, against a freshly started server, that failed, of `tries`.
     pub reproduced: u32,
-    /// Runs tried.
+    /// Runs tried: 0 when the run was interrupted first (the reproducer is then the case as
+    /// found, not minimised).
     pub tries: u32,
     /// Time from the start of the run to the failure's first sighting.
     pub after: Duration,

@@ -41,6 +41,8 @@ fn oracle(v: &Verdict) -> String {
 }
 
 /// Minimises a confirmed failure, writes its reproducer and checks it against a fresh server.
+/// The case as found is written first, so that an interruption (or a minimiser that fails)
+/// cannot lose it; what follows improves the file in place.
 pub(super) fn conclude(
     fz: &Fuzzer<'_>,
     case: Case,
@@ -64,7 +66,6 @@ pub(super) fn conclude(
             end.saturating_duration_since(Instant::now())
         });
     let budget = fz.cfg.minimize_for.min(left.max(Duration::from_secs(5)));
-    let min = minimize::minimize(fz, &case, &verdict, budget)?;
     let name = format!(
         "fuzz-{}-seed{}-{}.scenario",
         oracle(&verdict),
@@ -73,6 +74,50 @@ pub(super) fn conclude(
     );
     let path = fz.cfg.out.join(name);
     let original = fz.seeds[case.seed].clone();
+    let (first_text, first_sc) = reproducer(fz, &verdict, &original, &case);
+    let first_saved = write(&path, &first_text);
+    let found = |text: String, sc: &Scenario, unwritten, reproduced, tries, last, how| Found {
+        oracle: oracle(&verdict),
+        exit: match &verdict {
+            Verdict::Crash(e, _) => Some(e.clone()),
+            _ => None,
+        },
+        failure: failure_of(&verdict, last),
+        how,
+        statements: sc.steps.len(),
+        bytes: text.len(),
+        reproducer: path.clone(),
+        text,
+        unwritten,
+        reproduced,
+        tries,
+        after: started.elapsed(),
+        inputs,
+    };
+    let how_of = |c: &Case| {
+        std::iter::once(format!("seed {}", original.label))
+            .chain(c.edits.iter().map(|e| e.to_string()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let as_found = |report: &mut Report| {
+        report.notes.push(
+            "interrupted before the failure was minimised and checked against a fresh server: its reproducer is the case as found".into(),
+        );
+        found(
+            first_text.clone(),
+            &first_sc,
+            first_saved.clone().err(),
+            0,
+            0,
+            None,
+            how_of(&case),
+        )
+    };
+    let min = minimize::minimize(fz, &case, &verdict, budget)?;
+    if super::interrupted() {
+        return Ok(Some(as_found(report)));
+    }
     // Checked the way a user will run it, against a freshly started server, before it counts:
     // the shrunk case, then the case as found (shrinking may have made it depend on the state
     // of the long-running server), each also with pauses between its pieces. One that fails
@@ -92,6 +137,9 @@ pub(super) fn conclude(
     ] {
         let (text, sc) = reproducer(fz, &verdict, seed, &case);
         let (reproduced, last) = replay(&path, &text, tries, |f| shows(&verdict, f))?;
+        if super::interrupted() {
+            break;
+        }
         if reproduced * 4 >= tries * 3 && chosen.as_ref().is_none_or(|c| c.2 < reproduced) {
             chosen = Some((text, sc, reproduced, last, case));
         }
@@ -99,7 +147,14 @@ pub(super) fn conclude(
             break;
         }
     }
+    if super::interrupted() && chosen.is_none() {
+        return Ok(Some(as_found(report)));
+    }
     let Some((text, sc, reproduced, last, kept)) = chosen else {
+        // Not a finding after all: the early copy goes.
+        if first_saved.is_ok() {
+            let _ = std::fs::remove_file(&path);
+        }
         report.notes.push(format!(
                         "{} ({}) failed against the long-running server but not in three of {tries} runs against a freshly started one",
             describe(&verdict),
@@ -107,12 +162,16 @@ pub(super) fn conclude(
         ));
         return Ok(None);
     };
-    let how = std::iter::once(format!("seed {}", original.label))
-        .chain(kept.edits.iter().map(|e| e.to_string()))
-        .collect::<Vec<_>>()
-        .join("; ");
-    write(&path, &text)?;
-    let failure = last.unwrap_or_else(|| match &verdict {
+    let unwritten = write(&path, &text).err();
+    let how = how_of(&kept);
+    Ok(Some(found(
+        text, &sc, unwritten, reproduced, tries, last, how,
+    )))
+}
+
+/// The failure a reproducer reports: its last failing run's, else the one first seen.
+fn failure_of(verdict: &Verdict, last: Option<Failure>) -> Failure {
+    last.unwrap_or_else(|| match verdict {
         Verdict::Fail(f) | Verdict::Crash(_, Some(f)) => f.clone(),
         _ => Failure {
             kind: FailureKind::Target {
@@ -125,23 +184,7 @@ pub(super) fn conclude(
             actual: "it exited".into(),
             detail: None,
         },
-    });
-    Ok(Some(Found {
-        oracle: oracle(&verdict),
-        exit: match &verdict {
-            Verdict::Crash(e, _) => Some(e.clone()),
-            _ => None,
-        },
-        failure,
-        how,
-        statements: sc.steps.len(),
-        bytes: text.len(),
-        reproducer: path,
-        reproduced,
-        tries,
-        after: started.elapsed(),
-        inputs,
-    }))
+    })
 }
 
 /// Writes and checks the reproducer of a descriptor leak; `None` when a fresh server does not
@@ -188,7 +231,7 @@ pub(super) fn conclude_leak(
     if reproduced * 3 < tries * 2 {
         return Ok(None);
     }
-    write(&path, &text)?;
+    let unwritten = write(&path, &text).err();
     let statements = script::parse("leak", text.as_bytes()).map_or(0, |s| s.steps.len());
     Ok(Some(Found {
         oracle: "leak".into(),
@@ -205,6 +248,8 @@ pub(super) fn conclude_leak(
         reproducer: path,
         statements,
         bytes: text.len(),
+        text,
+        unwritten,
         reproduced,
         tries,
         after: started.elapsed(),
@@ -276,11 +321,9 @@ fn replay(
     Ok((failed, last))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), FuzzError> {
-    std::fs::write(path, text).map_err(|source| FuzzError::Out {
-        path: path.display().to_string(),
-        source,
-    })
+/// Writes a reproducer; the error, as text, if it cannot be (the finding is kept regardless).
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The reproducer file: what failed and how it was found, as comments, then the scenario.

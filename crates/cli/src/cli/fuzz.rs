@@ -227,13 +227,25 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
             )
         );
         say!("  how: {}", f.how);
+        let checked = if f.tries == 0 {
+            "not minimised or checked against a fresh server (interrupted)".to_string()
+        } else {
+            format!(
+                "it failed {} of {} runs against a fresh server",
+                f.reproduced, f.tries
+            )
+        };
+        if let Some(why) = &f.unwritten {
+            // The only copy: shown whole, to be saved by hand.
+            say!("  reproducer: {why}; here it is ({checked}):");
+            say!("{}", f.text.trim_end());
+            continue;
+        }
         say!(
-            "  reproducer: {} ({} statements, {} bytes); it failed {} of {} runs against a fresh server",
+            "  reproducer: {} ({} statements, {} bytes); {checked}",
             f.reproducer.display(),
             f.statements,
             f.bytes,
-            f.reproduced,
-            f.tries
         );
         say!("  run it: sockharness run {}", f.reproducer.display());
     }
