@@ -299,3 +299,49 @@ fn a_fifo_is_skipped_when_scanned_and_refused_when_named() {
         assert!(stderr.contains("not a regular file"), "{args:?}: {stderr}");
     }
 }
+
+/// Mistakes that must not pass for success: nothing to run, an override that matches no
+/// target, a misspelt sysctl (a key this kernel merely lacks is a skip, not a failure).
+#[test]
+fn mistakes_are_errors_not_silent_successes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("writable");
+    let r = sockharness(&["run", empty.to_str().unwrap()], dir.path());
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stderr).contains("no scenarios"),
+        "{}",
+        text(&r.stderr)
+    );
+
+    write(dir.path(), "good.scenario", GOOD);
+    let r = sockharness(
+        &["run", "good.scenario", "--target", "nosuch=true"],
+        dir.path(),
+    );
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
+    assert!(text(&r.stderr).contains("no scenario has a target `nosuch`"));
+
+    write(
+        dir.path(),
+        "typo.scenario",
+        "sysctl net.ipv4.tcp_fin_timeot=5\nlisten srv\n",
+    );
+    write(
+        dir.path(),
+        "lacks.scenario",
+        "sysctl net.ipv4.no_such_knob_at_all=5\nlisten srv\n",
+    );
+    let r = sockharness(&["run", "typo.scenario", "lacks.scenario"], dir.path());
+    let stdout = text(&r.stdout);
+    if stdout.contains("needs a private network namespace") {
+        return; // No isolation here: neither can be tried.
+    }
+    assert_eq!(r.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("did you mean `net.ipv4.tcp_fin_timeout`?"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("skip  lacks"), "{stdout}");
+}

@@ -21,5 +21,5 @@ pub use builder::ScenarioBuilder;
 pub use data::{escape, preview, random_bytes};
 pub use diag::{position, Diagnostics, Position, Problem, MAX_PROBLEMS};
 pub use model::*;
-pub use parser::{parse, parse_faults, MAX_DATA, MAX_STATEMENTS};
+pub use parser::{closest, parse, parse_faults, MAX_DATA, MAX_STATEMENTS};
 pub use printer::{Dur, Size};

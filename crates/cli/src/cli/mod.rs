@@ -327,10 +327,30 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(f) = &args.filter {
         sources.retain(|s| s.name.contains(f.as_str()) || s.path.contains(f.as_str()));
     }
+    if sources.is_empty() {
+        let filtered = args
+            .filter
+            .as_ref()
+            .map_or(String::new(), |f| format!(" matching `{f}`"));
+        eprintln!("error: no scenarios{filtered} to run (a scenario file ends in `.scenario`)");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     let mut scenarios = match suite::parse_all(&sources) {
         Ok(s) => s,
         Err(bad) => return Ok(report_invalid(&bad)),
     };
+    // An override that matches no target is a mistake (a misspelt name), not a no-op.
+    for (name, _) in &args.targets {
+        let used = scenarios.iter().any(|sc| {
+            sc.steps
+                .iter()
+                .any(|s| matches!(&s.statement, Statement::Target { name: n, .. } if n == name))
+        });
+        if !used {
+            eprintln!("error: --target {name}=...: no scenario has a target `{name}`");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    }
     for scenario in &mut scenarios {
         for step in &mut scenario.steps {
             if let Statement::Target { name, source } = &mut step.statement {

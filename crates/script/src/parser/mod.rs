@@ -368,21 +368,33 @@ impl LineParser<'_> {
 /// "unknown X `word`", with a "did you mean" hint when a known word is close.
 fn unknown(word: &str, span: Range<usize>, known: &[&str], what: &str) -> Problem {
     let p = Problem::new(span, format!("unknown {what} `{word}`"));
-    let best = known
+    match closest(word, known) {
+        Some(k) => p.hint(format!("did you mean `{k}`?")),
+        None => p.hint(format!("expected one of: {}", known.join(", "))),
+    }
+}
+
+/// The word of `known` that `word` is most likely a misspelling of, if one is close enough:
+/// two edits (three for a long word), ignoring case.
+///
+/// ```
+/// use sockharness_script::closest;
+/// let keys = ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"];
+/// assert_eq!(closest("net.ipv4.tcp_fin_timeot", &keys), Some("net.ipv4.tcp_fin_timeout"));
+/// assert_eq!(closest("net.ipv4.something_else", &keys), None);
+/// ```
+pub fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    let (d, k) = known
         .iter()
         .map(|k| {
             (
-                strsim::damerau_levenshtein(&word.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                strsim::damerau_levenshtein(&word, &k.to_ascii_lowercase()),
                 *k,
             )
         })
-        .min();
-    match best {
-        Some((d, k)) if d <= 2 || (d <= 3 && word.len() > 6) => {
-            p.hint(format!("did you mean `{k}`?"))
-        }
-        _ => p.hint(format!("expected one of: {}", known.join(", "))),
-    }
+        .min()?;
+    (d <= 2 || (d <= 3 && word.len() > 6)).then_some(k)
 }
 
 pub use faults::parse_faults;

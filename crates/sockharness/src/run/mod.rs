@@ -318,23 +318,25 @@ fn run_isolated(
         return r;
     }
     for (key, value) in &scenario.settings.sysctls {
+        let setting = format!("sysctl {key}={value}");
+        let failed = |why: &str| Failure {
+            statement: setting.clone(),
+            ..setup_failure("the sysctl set", why)
+        };
         match sandbox::set_sysctl(key, value) {
             Ok(()) => {}
             // A knob this kernel lacks, or one a user namespace may not set: the scenario
-            // cannot run here, which is not its fault.
+            // cannot run here, which is not its fault. Unless the key is a misspelling of one
+            // that is there: that is a mistake, and skipping would hide it.
             Err(e @ SandboxError::Sysctl { .. }) if e.is_unavailable() => {
-                return ScenarioRun::ended(Status::Skipped(e.to_string()), started)
+                if let Some(near) = sandbox::misspelt_sysctl(key) {
+                    let why = format!("there is no sysctl `{key}`: did you mean `{near}`?");
+                    return ScenarioRun::ended(Status::Failed(failed(&why)), started);
+                }
+                return ScenarioRun::ended(Status::Skipped(e.to_string()), started);
             }
             // A value the kernel rejects is a mistake in the scenario.
-            Err(e) => {
-                return ScenarioRun::ended(
-                    Status::Failed(setup_failure(
-                        &format!("sysctl {key}={value}"),
-                        &e.to_string(),
-                    )),
-                    started,
-                )
-            }
+            Err(e) => return ScenarioRun::ended(Status::Failed(failed(&e.to_string())), started),
         }
     }
     let wants_capture = opts.capture || uses_wire(scenario);

@@ -20,7 +20,9 @@ use std::sync::OnceLock;
 use thiserror::Error;
 
 pub use forget::forget_connections;
-pub use netns::{enter_private_netns, enter_reusable_netns, hand_back_netns, set_sysctl};
+pub use netns::{
+    enter_private_netns, enter_reusable_netns, hand_back_netns, misspelt_sysctl, set_sysctl,
+};
 
 /// Whether scenarios run in private network namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -143,3 +143,30 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<(), SandboxError> {
         source,
     })
 }
+
+/// The sysctl of the calling thread's namespace that `key` is a misspelling of, if `key` does
+/// not exist and one close to it does.
+pub fn misspelt_sysctl(key: &str) -> Option<String> {
+    let path = |k: &str| format!("/proc/sys/{}", k.replace('.', "/"));
+    if std::path::Path::new(&path(key)).exists() {
+        return None;
+    }
+    let mut keys = Vec::new();
+    collect_sysctls(std::path::Path::new("/proc/sys/net"), "net", &mut keys);
+    let known: Vec<&str> = keys.iter().map(String::as_str).collect();
+    crate::script::closest(key, &known).map(str::to_string)
+}
+
+fn collect_sysctls(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = format!("{prefix}.{}", e.file_name().to_string_lossy());
+        match e.file_type() {
+            Ok(t) if t.is_dir() => collect_sysctls(&e.path(), &name, out),
+            Ok(_) => out.push(name),
+            Err(_) => {}
+        }
+    }
+}
