@@ -326,10 +326,22 @@ pub(super) async fn recv(
                 if got == 0 {
                     return Ok((out, true));
                 }
-                out.extend_from_slice(&buf[..got]);
+                keep(&mut out, &buf[..got], crate::script::MAX_DATA)?;
             }
         }
     }
+}
+
+/// Adds what `recv all` read to what it keeps, which is held to `limit` (the limit every buffer
+/// and literal has): it is kept to be compared.
+fn keep(out: &mut Vec<u8>, got: &[u8], limit: u64) -> io::Result<()> {
+    if (out.len() + got.len()) as u64 > limit {
+        return Err(io::Error::other(format!(
+            "more than {limit} bytes came before the end of the stream, more than `recv all` keeps (read a long stream in parts with `recv S exact N`)"
+        )));
+    }
+    out.extend_from_slice(got);
+    Ok(())
 }
 
 /// Reads up to and including `delim`, never past it: it peeks first and then takes only what
@@ -391,5 +403,18 @@ pub(super) fn read_result(
             }
         }
         Err(e) => Actual::Failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recv_all_keeps_up_to_its_limit_and_fails_past_it() {
+        let mut out = Vec::new();
+        super::keep(&mut out, b"12345", 8).unwrap();
+        super::keep(&mut out, b"678", 8).unwrap();
+        let e = super::keep(&mut out, b"9", 8).unwrap_err();
+        assert_eq!(out, b"12345678");
+        assert!(e.to_string().contains("more than 8 bytes"), "{e}");
     }
 }
