@@ -345,3 +345,32 @@ fn mistakes_are_errors_not_silent_successes() {
     );
     assert!(stdout.contains("skip  lacks"), "{stdout}");
 }
+
+/// A server's output with terminal escapes (`ESC ]` opens a title sequence that swallows what
+/// follows) reaches no terminal raw, and every word of it is in the JUnit report.
+#[test]
+fn reports_keep_a_servers_control_bytes_as_escaped_text() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "noisy.scenario",
+        // `\0` in a scenario string is a NUL byte, so the backslashes are doubled for the
+        // shell to get printf's `\033`.
+        "target t cmd \"printf 'before \\\\033]0;title\\\\007 after-the-escape\\\\n'; exit 3\"\nconnect c to t\n",
+    );
+    let r = sockharness(&["run", "noisy.scenario"], dir.path());
+    let stdout = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(1), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert!(
+        stdout.contains("\\x1b]0;title\\x07 after-the-escape"),
+        "{stdout}"
+    );
+    let r = sockharness(&["run", "--format", "junit", "noisy.scenario"], dir.path());
+    let xml = text(&r.stdout);
+    assert!(xml.contains("after-the-escape"), "{xml}");
+    assert!(!xml.contains('\u{1b}'), "{xml:?}");
+}

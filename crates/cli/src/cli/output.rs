@@ -40,6 +40,7 @@ impl Progress {
             text.push('\n');
             text.push_str(run.trace.render().trim_end());
         }
+        let text = report::escape_controls(&text);
         match &self.bar {
             Some(bar) => {
                 bar.println(text);
@@ -147,15 +148,15 @@ pub fn junit(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) -> Result<Stri
             Status::Passed => TestCaseStatus::success(),
             Status::Skipped(why) => {
                 let mut st = TestCaseStatus::skipped();
-                st.set_message(why.as_str());
+                st.set_message(report::escape_controls(why));
                 st
             }
             Status::Failed(f) => {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                st.set_message(format!(
+                st.set_message(report::escape_controls(&format!(
                     "line {}: expected {}, got {}",
                     f.line, f.expected, f.actual
-                ));
+                )));
                 st.set_description(report::render(&s.path, r));
                 st
             }
