@@ -399,3 +399,22 @@ fn a_confirmed_failure_survives_an_interrupt() {
         std::fs::read_to_string(&files[0]).unwrap_or_default()
     );
 }
+
+/// A server so slow to start that calibration takes the whole `--time`: the run says that no
+/// input ran and why, exits 2, and keeps to about its time.
+#[test]
+fn a_run_that_tests_nothing_is_an_error_not_a_success() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let cmd = format!("sleep 2; exec {}", server("echo"));
+    let started = std::time::Instant::now();
+    let r = fuzz(&["--cmd", &cmd, "--time", "6s"], out.path());
+    let stderr = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{}\n{stderr}", text(&r.stdout));
+    assert!(stderr.contains("no input ran"), "{stderr}");
+    assert!(stderr.contains("to stop and start again"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -33,6 +33,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
     let mut given = cfg.seeds.clone();
     given.dedup();
     prepare(&mut fz, &given, &mut report)?;
+    let calibrated = started.elapsed();
     let mut shapes: Vec<Shape> = fz.seeds.iter().map(Shape::of).collect();
     // A seed that fails with nothing changed is the first finding.
     for (i, shape) in shapes.iter_mut().enumerate() {
@@ -40,7 +41,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             seed: i,
             edits: Vec::new(),
         };
-        if super::interrupted() {
+        if super::interrupted() || started.elapsed() > cfg.time {
             break;
         }
         // Timed without the server's start.
@@ -322,6 +323,23 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         report
             .notes
             .push("interrupted: the run stopped early".into());
+    }
+    if report.inputs == 0 && report.found.is_empty() && !super::interrupted() {
+        let mean = fz.lock().mean_start();
+        fz.lock().stop();
+        return Err(FuzzError::NothingRan(format!(
+            "calibrating the seeds took {:.1}s of the {:.1}s given (--time), with the server taking {:.1}s on average to stop and start again; give more --time",
+            calibrated.as_secs_f64(),
+            cfg.time.as_secs_f64(),
+            mean.as_secs_f64()
+        )));
+    }
+    if calibrated > cfg.time / 2 && !super::interrupted() {
+        report.notes.push(format!(
+            "calibrating the seeds took {:.1}s of the {:.1}s given (--time): fewer inputs ran than the time allows",
+            calibrated.as_secs_f64(),
+            cfg.time.as_secs_f64()
+        ));
     }
     fz.finish(&mut report, started);
     fz.lock().stop();

@@ -76,6 +76,13 @@ pub enum FuzzError {
     /// be restarted to find out which.
     #[error("{0}")]
     Gone(String),
+    /// The run was interrupted before anything was fuzzed.
+    #[error("interrupted before anything was fuzzed")]
+    Interrupted,
+    /// No input ran in the time given, for this reason: a run that tested nothing is not a
+    /// success.
+    #[error("no input ran: {0}")]
+    NothingRan(String),
     /// A bug in sockharness.
     #[error("internal error (a bug; please report it): {0}")]
     Internal(String),

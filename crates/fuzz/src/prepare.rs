@@ -32,8 +32,11 @@ pub(super) fn prepare(
 ) -> Result<(), FuzzError> {
     let cfg = fz.cfg;
     let began = Instant::now();
-    // Variants are extra: a server slow to start does not spend the run's time on them.
+    // Variants are extra: a server slow to start does not spend the run's time on them. The
+    // streams themselves get half of it: the rest is for fuzzing.
     let extra_time = cfg.time / 4;
+    let own_time = cfg.time / 2;
+    let mut left_out = 0;
     let mut seeds: Vec<Seed> = given
         .scenarios
         .iter()
@@ -76,6 +79,11 @@ pub(super) fn prepare(
             first.push(None);
             continue;
         }
+        if began.elapsed() > own_time {
+            left_out += 1;
+            first.push(None);
+            continue;
+        }
         fz.fresh()?;
         let addr = fz.lock().addr();
         let at = Instant::now();
@@ -93,6 +101,11 @@ pub(super) fn prepare(
         let Some((at, a)) = tried.filter(|_| !super::interrupted()) else {
             continue;
         };
+        // The second deliveries too stay within the calibration's share of the run.
+        if !*variant && began.elapsed() > own_time + own_time / 2 {
+            left_out += 1;
+            continue;
+        }
         std::thread::sleep((at + APART).saturating_duration_since(Instant::now()));
         fz.fresh()?;
         let addr = fz.lock().addr();
@@ -172,8 +185,23 @@ pub(super) fn prepare(
             settle: None,
         });
     }
+    let streams = given.streams.len();
+    let why = format!(
+        "{left_out} of {streams} request streams were not calibrated within half of --time ({:.1}s): each needs two fresh starts of the server, and this one took {:.1}s on average to start",
+        own_time.as_secs_f64(),
+        fz.lock().mean_start().as_secs_f64(),
+    );
     if seeds.is_empty() {
-        return Err(FuzzError::NoSeeds);
+        return Err(if super::interrupted() {
+            FuzzError::Interrupted
+        } else if left_out > 0 {
+            FuzzError::NothingRan(format!("{why}; give more --time or fewer streams"))
+        } else {
+            FuzzError::NoSeeds
+        });
+    }
+    if left_out > 0 {
+        report.notes.push(format!("{why}; they are not fuzzed"));
     }
     // The health request must be one the server answers (a chat line is answered to the
     // others, not to its sender): its answer, any answer, shows the server alive.

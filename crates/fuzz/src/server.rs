@@ -47,6 +47,10 @@ pub(super) struct Running {
     addr: SocketAddr,
     /// Times it was started again after dying (not the deliberate fresh starts).
     pub(super) restarts: u32,
+    /// Starts (each with the stop before it) and the time they took, for saying why a run
+    /// got little done.
+    starts: u32,
+    starting: Duration,
 }
 
 impl Running {
@@ -59,12 +63,27 @@ impl Running {
                 Server::Cmd(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
             },
             restarts: 0,
+            starts: 0,
+            starting: Duration::ZERO,
         };
         r.launch()?;
         Ok(r)
     }
 
+    /// How long a start (with the stop before it) takes, on average so far.
+    pub(super) fn mean_start(&self) -> Duration {
+        self.starting / self.starts.max(1)
+    }
+
     fn launch(&mut self) -> Result<(), FuzzError> {
+        let began = Instant::now();
+        let r = self.launch_now();
+        self.starts += 1;
+        self.starting += began.elapsed();
+        r
+    }
+
+    fn launch_now(&mut self) -> Result<(), FuzzError> {
         let Server::Cmd(command) = &self.server else {
             return TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
                 .map(drop)
@@ -136,10 +155,12 @@ impl Running {
                 "the server at {a} stopped answering, and a server given by --addr cannot be restarted to find the input that broke it: run it with --cmd for a reproducer"
             )));
         }
+        let began = Instant::now();
         if let Some(mut p) = self.process.take() {
             p.terminate(target::TERM_GRACE);
         }
         self.restarts += u32::from(died);
+        self.starting += began.elapsed();
         // A server that died and cannot start again ends the run with what broke it.
         self.launch().map_err(|e| match (died, e) {
             (true, FuzzError::Server(why)) => FuzzError::Gone(format!(

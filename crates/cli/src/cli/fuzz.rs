@@ -186,6 +186,12 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_INVALID));
         }
+        Err(fuzz::FuzzError::Interrupted) => {
+            eprintln!("interrupted before anything was fuzzed");
+            return Ok(ExitCode::from(
+                super::signals::interrupted().unwrap_or(EXIT_INVALID),
+            ));
+        }
         Err(fuzz::FuzzError::Gone(why)) => {
             say!("FAIL gone: {why}");
             return Ok(ExitCode::from(EXIT_FAILED));
