@@ -198,8 +198,15 @@ fn request_bytes_from_a_corpus_are_compared_with_their_plain_answer() {
     assert_eq!(r.status.code(), Some(1), "{}", text(&r.stdout));
     let files = reproducers(out.path());
     assert_eq!(files.len(), 1, "{files:?}");
-    let ran = run(&files[0]);
-    assert_eq!(ran.status.code(), Some(1), "{}", text(&ran.stdout));
+    // Reported because it failed at least three of four runs against a fresh server; under
+    // load one run may still pass, so it gets three, as in `finds`.
+    let runs: Vec<Output> = (0..3).map(|_| run(&files[0])).collect();
+    assert!(
+        runs.iter().any(|r| r.status.code() == Some(1)),
+        "the reproducer passed three runs:\n{}\n{}",
+        text(&r.stdout),
+        text(&runs[0].stdout)
+    );
 }
 
 #[test]
