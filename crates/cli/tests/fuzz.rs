@@ -424,13 +424,17 @@ fn a_confirmed_failure_survives_an_interrupt() {
 #[test]
 fn a_run_that_tests_nothing_is_an_error_not_a_success() {
     let out = tempfile::tempdir().expect("temp dir");
-    let cmd = format!("sleep 2; exec {}", server("echo"));
+    // Each start takes most of the time given: however loaded the machine, no input runs.
+    let cmd = format!("sleep 3; exec {}", server("echo"));
     let started = std::time::Instant::now();
-    let r = fuzz(&["--cmd", &cmd, "--time", "6s"], out.path());
+    let r = fuzz(&["--cmd", &cmd, "--time", "4s"], out.path());
     let stderr = text(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{}\n{stderr}", text(&r.stdout));
     assert!(stderr.contains("no input ran"), "{stderr}");
-    assert!(stderr.contains("to stop and start again"), "{stderr}");
+    assert!(
+        stderr.contains("to start"),
+        "the reason is the server's start: {stderr}"
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "took {:?}",

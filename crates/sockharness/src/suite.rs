@@ -58,12 +58,9 @@ pub const MAX_SCENARIO_FILE: u64 = 16 << 20;
 pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
     use std::io::Read;
     let shown = path.display().to_string();
-    let failed = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::Missing(shown.clone()),
-        _ => LoadError::Read {
-            path: shown.clone(),
-            source: e,
-        },
+    let failed = |e: std::io::Error| LoadError::Read {
+        path: shown.clone(),
+        source: e,
     };
     let meta = std::fs::metadata(path).map_err(failed)?;
     if !meta.is_file() {
