@@ -34,6 +34,10 @@ if grep -E '^(clap|indicatif|quick-junit|anyhow|proptest|rand) ' <<<"$tree"; the
 fi
 
 echo "== every published crate packages on its own (no file outside its directory)"
+# Verification unpacks each crate into cargo's registry sources under its name and version, and
+# reuses an unpacked copy left by an earlier run at the same path: remove those, so that what is
+# verified is this checkout.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/sockharness-*0.1.0
 cargo package --workspace --exclude sockharness-scenarios --exclude sockharness-benches --allow-dirty
 
 echo "== cargo install of the CLI crate: its \`sockharness run\` runs the embedded library"
