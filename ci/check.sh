@@ -35,10 +35,12 @@ fi
 
 echo "== every published crate packages on its own (no file outside its directory)"
 # Verification unpacks each crate into cargo's registry sources under its name and version, and
-# reuses an unpacked copy left by an earlier run at the same path: remove those, so that what is
-# verified is this checkout.
-rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/sockharness-*0.1.0
-cargo package --workspace --exclude sockharness-scenarios --exclude sockharness-benches --allow-dirty
+# builds it as a registry crate, which cargo takes to never change: an unpacked copy or a build
+# left by an earlier run would be verified instead of this checkout. Neither is kept.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/sockharness-*0.1.0 target/package-check
+cargo package --workspace --exclude sockharness-scenarios --exclude sockharness-benches --allow-dirty \
+  --target-dir target/package-check
+rm -rf target/package-check
 
 echo "== cargo install of the CLI crate: its \`sockharness run\` runs the embedded library"
 install_root=$(mktemp -d)
