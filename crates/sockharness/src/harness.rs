@@ -40,9 +40,8 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use crate::capture::pcap;
 use crate::report;
-use crate::run::{self, Failure, RunOptions, ScenarioRun, Services, Status};
+use crate::run::{self, Failure, RunOptions, ScenarioRun, Status};
 use crate::sandbox::Isolation;
 use crate::script::{self, Scenario};
 
@@ -66,7 +65,7 @@ impl Harness {
             options: RunOptions {
                 isolation: Isolation::Always,
                 capture: true,
-                services: Services::default(),
+                ..RunOptions::default()
             },
         }
     }
@@ -135,8 +134,8 @@ impl Harness {
     /// Runs a parsed scenario, shown as `path` in reports.
     pub(crate) fn check(&self, path: &str, scenario: &Scenario) -> Checked {
         let run = run::run_with(scenario, &self.options);
-        let capture = match (&run.status, &run.capture) {
-            (Status::Failed(_), Some(capture)) => save_capture(path, capture),
+        let capture = match &run.status {
+            Status::Failed(_) => save_capture(path, &run),
             _ => None,
         };
         Checked {
@@ -210,7 +209,7 @@ impl Checked {
 /// Writes a failed run's capture where `sockharness run` keeps them (`target/sockharness/`,
 /// found from the test binary's own path; else the temporary directory), or returns `None` if
 /// it cannot.
-fn save_capture(path: &str, capture: &crate::capture::Capture) -> Option<PathBuf> {
+fn save_capture(path: &str, run: &ScenarioRun) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     // A test binary is TARGET/PROFILE/deps/NAME; anything else (a doctest, an example) keeps
     // its captures in the temporary directory.
@@ -240,7 +239,5 @@ fn save_capture(path: &str, capture: &crate::capture::Capture) -> Option<PathBuf
         .collect();
     let file = dir.join(format!("{name}.pcap"));
     std::fs::create_dir_all(&dir).ok()?;
-    let out = std::fs::File::create(&file).ok()?;
-    pcap::write(std::io::BufWriter::new(out), capture).ok()?;
-    Some(file)
+    run.save_capture(&file).ok()?.then_some(file)
 }

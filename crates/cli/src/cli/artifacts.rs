@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sockharness::capture::{pcap, svg};
+use sockharness::capture::svg;
 use sockharness::run::{ScenarioRun, Status};
 use sockharness::suite::Source;
 
@@ -29,19 +29,17 @@ pub fn save(
         .zip(results)
         .map(|(source, run)| {
             let mut saved = Saved::default();
-            let Some(capture) = &run.capture else {
+            if run.capture.is_none() {
                 return saved;
-            };
+            }
             let file = source.name.replace(['/', '\\'], "__");
             let failed = matches!(run.status, Status::Failed(_));
             let dir = pcap_dir.or_else(|| failed.then_some(Path::new(FAILED_DIR)));
             if let Some(dir) = dir {
                 let path = dir.join(format!("{file}.pcap"));
-                let written = fs::create_dir_all(dir)
-                    .and_then(|()| fs::File::create(&path))
-                    .and_then(|f| pcap::write(std::io::BufWriter::new(f), capture));
+                let written = fs::create_dir_all(dir).and_then(|()| run.save_capture(&path));
                 match written {
-                    Ok(()) => saved.pcap = Some(path),
+                    Ok(_) => saved.pcap = Some(path),
                     Err(e) => saved.error = Some(format!("cannot write {}: {e}", path.display())),
                 }
             }

@@ -373,6 +373,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let opts = RunOptions {
         isolation,
         capture: true,
+        // A capture too big for memory is written where it will be kept, so keeping it is a
+        // link, not a copy.
+        capture_dir: args.pcap_dir.clone(),
         ..RunOptions::default()
     };
     let jobs = args.jobs.map_or_else(suite::default_jobs, usize::from);

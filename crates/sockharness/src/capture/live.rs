@@ -5,6 +5,7 @@ use std::io;
 #[cfg(not(feature = "libpcap"))]
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
 use std::time::Duration;
 #[cfg(not(feature = "libpcap"))]
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,17 +13,28 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[cfg(not(feature = "libpcap"))]
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::pcap::Packet;
+use super::pcap::{LinkType, Packet};
+use super::spill::{self, CaptureFile, Spill};
 
 /// The largest frame `lo` hands a packet socket (GSO frames can reach 64 KiB plus headers).
 const FRAME: usize = 256 * 1024;
 /// Receive buffer asked for, so that bursts between drains are not dropped.
 const RCVBUF: usize = 64 << 20;
 
+/// Payload bytes a capture keeps in memory before it spills to a file, by default.
+pub const MEMORY: usize = 32 << 20;
+
 /// An open capture of every frame on `lo`.
 pub struct LiveCapture {
     source: Source,
     packets: Vec<Packet>,
+    /// Bytes of the frames in `packets`, while they are kept whole.
+    kept: usize,
+    /// How many bytes may be kept in memory before the capture spills.
+    memory: usize,
+    /// Where it spills.
+    spill_dir: PathBuf,
+    spill: SpillState,
     /// Frames seen leaving `lo` (counted where the backend shows them, not kept).
     sent: u64,
     /// Frames seen arriving on `lo`: the ones kept.
@@ -40,9 +52,21 @@ impl LiveCapture {
         Ok(LiveCapture {
             source: Source::open()?,
             packets: Vec::new(),
+            kept: 0,
+            memory: MEMORY,
+            spill_dir: spill::default_dir(),
+            spill: SpillState::Memory,
             sent: 0,
             arrived: 0,
         })
+    }
+
+    /// Keeps at most `memory` bytes of frames in memory; beyond that the capture goes on in a
+    /// temporary pcap file in `dir`, and memory keeps only each frame's headers.
+    pub fn spill_after(mut self, memory: usize, dir: PathBuf) -> LiveCapture {
+        self.memory = memory;
+        self.spill_dir = dir;
+        self
     }
 
     /// The descriptor to wait for readability on.
@@ -57,11 +81,54 @@ impl LiveCapture {
                 Frame::Sent => self.sent += 1,
                 Frame::Arrived(p) => {
                     self.arrived += 1;
-                    self.packets.push(p);
+                    self.keep(p);
                 }
             }
         }
         Ok(())
+    }
+
+    fn keep(&mut self, mut p: Packet) {
+        match &mut self.spill {
+            SpillState::Memory => {
+                self.kept += p.data.len();
+                self.packets.push(p);
+                if self.kept > self.memory {
+                    self.start_spill();
+                }
+            }
+            SpillState::Writing(file) => {
+                if let Err(e) = file.packet(&p) {
+                    self.spill = SpillState::Failed(self.spill_error(&e));
+                }
+                spill::cut(&mut p);
+                self.packets.push(p);
+            }
+            SpillState::Failed(_) => {
+                spill::cut(&mut p);
+                self.packets.push(p);
+            }
+        }
+    }
+
+    /// Moves the whole frames to a file and keeps their headers; where no file can be had,
+    /// keeps the headers only and says why.
+    fn start_spill(&mut self) {
+        self.spill = match Spill::start(&self.spill_dir, LinkType::Ethernet, &self.packets) {
+            Ok(file) => SpillState::Writing(file),
+            Err(e) => SpillState::Failed(self.spill_error(&e)),
+        };
+        self.packets.iter_mut().for_each(spill::cut);
+        self.kept = 0;
+    }
+
+    fn spill_error(&self, e: &io::Error) -> String {
+        format!(
+            "capture incomplete: frames past the first {} MiB are cut to their headers, as \
+             they cannot be written to {} ({e})",
+            self.memory >> 20,
+            self.spill_dir.display()
+        )
     }
 
     /// Whether every frame seen leaving `lo` has been seen arriving too, as of the last drain.
@@ -84,13 +151,49 @@ impl LiveCapture {
         self.source.dropped()
     }
 
-    /// The collected frames, oldest first. The capture is closed on another thread: closing a
-    /// packet socket waits for an RCU grace period (tens of milliseconds), which the scenario
-    /// need not wait for.
-    pub fn into_packets(self) -> Vec<Packet> {
+    /// The collected frames, oldest first, and, where the capture spilled, the file with them
+    /// whole (the frames in memory are then cut to their headers) or why it could not be
+    /// written. The capture is closed on another thread: closing a packet socket waits for an
+    /// RCU grace period (tens of milliseconds), which the scenario need not wait for.
+    pub fn finish(self) -> Finished {
         close_later(self.source);
-        self.packets
+        let (file, note) = match self.spill {
+            SpillState::Memory => (None, None),
+            SpillState::Writing(s) => match s.finish() {
+                Ok(f) => (Some(f), None),
+                Err(e) => (
+                    None,
+                    Some(format!("capture incomplete: cannot finish its file ({e})")),
+                ),
+            },
+            SpillState::Failed(why) => (None, Some(why)),
+        };
+        Finished {
+            packets: self.packets,
+            file,
+            note,
+        }
     }
+}
+
+/// What a capture collected.
+pub struct Finished {
+    /// Every frame, oldest first; cut to its headers where `file` holds it whole.
+    pub packets: Vec<Packet>,
+    /// The pcap file with every frame whole, where the capture outgrew its memory.
+    pub file: Option<CaptureFile>,
+    /// What went wrong writing that file.
+    pub note: Option<String>,
+}
+
+/// Where the frames are kept whole.
+enum SpillState {
+    /// In memory: the capture is within its budget.
+    Memory,
+    /// In a file.
+    Writing(Spill),
+    /// Nowhere: the file could not be written, for this reason.
+    Failed(String),
 }
 
 /// One frame read from the backend.

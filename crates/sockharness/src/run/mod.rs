@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,7 +29,8 @@ pub use timing::{
     scale_from_env, Tolerance, DEFAULT_TIMEOUT, DEFAULT_TOLERANCE, RELATIVE, SCALE_VAR,
 };
 
-use crate::capture::live::LiveCapture;
+use crate::capture::live::{self, LiveCapture};
+use crate::capture::spill::{self, CaptureFile};
 use crate::capture::{decode, Capture, LinkType, RenderOptions, WireTrace};
 use crate::sandbox::{self, Isolation, SandboxError, Support};
 use crate::script::{Endpoint, Scenario, Statement, TargetSource};
@@ -55,6 +57,12 @@ pub struct RunOptions {
     pub capture: bool,
     /// In-process services standing in for the scenario's targets, by target name.
     pub services: Services,
+    /// Bytes of frames a capture keeps in memory before it goes on in a file
+    /// ([`live::MEMORY`](crate::capture::live::MEMORY) when `None`).
+    pub capture_memory: Option<usize>,
+    /// Where that file is made (the system's temporary directory when `None`). A saved capture
+    /// is linked from there where it can be, so the directory captures are saved in is best.
+    pub capture_dir: Option<PathBuf>,
 }
 
 /// A Rust service under test: called with every connection accepted on the target's address,
@@ -125,8 +133,11 @@ pub struct ScenarioRun {
     /// Whether the scenario ran in a private network namespace.
     pub isolated: bool,
     /// Every frame on the scenario's loopback, from before the first statement to after the
-    /// last, when capture was on.
+    /// last, when capture was on. Where the capture outgrew its memory, the frames here are
+    /// cut to their headers and `capture_file` has them whole.
     pub capture: Option<Capture>,
+    /// The capture's pcap file, where it outgrew its memory.
+    pub capture_file: Option<CaptureFile>,
     /// Why capture was off, or what went wrong with it.
     pub capture_note: Option<String>,
     /// The scenario's names for the addresses it used.
@@ -155,9 +166,19 @@ impl ScenarioRun {
             duration: started.elapsed(),
             isolated: false,
             capture: None,
+            capture_file: None,
             capture_note: None,
             names: BTreeMap::new(),
         }
+    }
+
+    /// Writes the capture, every frame whole, as a pcap file at `to`; `false` when there was
+    /// no capture.
+    pub fn save_capture(&self, to: &Path) -> std::io::Result<bool> {
+        let Some(capture) = &self.capture else {
+            return Ok(false);
+        };
+        spill::save(capture, self.capture_file.as_ref(), to).map(|()| true)
     }
 
     /// The decoded capture, when there is one.
@@ -342,7 +363,13 @@ fn run_isolated(
     let wants_capture = opts.capture || uses_wire(scenario);
     let (capture, note) = if wants_capture {
         match LiveCapture::open_loopback() {
-            Ok(c) => (Some(c), None),
+            Ok(c) => (
+                Some(c.spill_after(
+                    opts.capture_memory.unwrap_or(live::MEMORY),
+                    opts.capture_dir.clone().unwrap_or_else(spill::default_dir),
+                )),
+                None,
+            ),
             Err(e) => (
                 None,
                 Some(format!("capture off: cannot open a packet socket ({e})")),
@@ -425,6 +452,7 @@ fn run_in(
     // registered them still exists.
     drop(local);
     let mut note = None;
+    let mut capture_file = None;
     let capture = capture.and_then(|c| Rc::try_unwrap(c).ok()).map(|c| {
         let mut c = c.into_inner();
         if let Ok(n) = c.dropped() {
@@ -432,9 +460,15 @@ fn run_in(
                 note = Some(format!("capture incomplete: the kernel dropped {n} frames"));
             }
         }
+        let finished = c.finish();
+        capture_file = finished.file;
+        note = match (note.take(), finished.note) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
         Capture {
             link: LinkType::Ethernet,
-            packets: c.into_packets(),
+            packets: finished.packets,
         }
     });
     drop(runtime);
@@ -444,6 +478,7 @@ fn run_in(
         duration: started.elapsed(),
         isolated: false,
         capture,
+        capture_file,
         capture_note: note,
         names: ended.names,
     };
