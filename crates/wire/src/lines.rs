@@ -5,7 +5,10 @@
 //! a tail-loss probe when a window fills), while each direction's bytes and their order do not.
 //! So the default view shows the data a direction sends between two of its own control
 //! segments (SYN, FIN, RST) as one line, by sequence range, where that data starts; the other
-//! direction's data does not cut it. Segments that carry no new byte are left out.
+//! direction's data does not cut it. Segments that carry no new byte are left out, and so is a
+//! FIN sent again at the sequence number of one already shown: whether the first one's ACK came
+//! back before the retransmission timer fired is timing, on a loaded machine as on a lossy one.
+//! A SYN sent again is kept, because there it is the scenario (a full queue) that decides.
 //!
 //! Twelve captures of two sockets sending each other 1 MiB at once showed two different
 //! interleavings at the level of runs of segments: merging only neighbouring lines is not
@@ -77,11 +80,19 @@ pub(super) fn lines<'a>(segs: &[&'a Segment], merge: bool, acks: bool) -> Vec<Li
     // and the line of the run still open.
     let mut high: [Option<u32>; 2] = [None; 2];
     let mut open: [Option<usize>; 2] = [None; 2];
+    // Per direction: the sequence number of the last bare FIN shown.
+    let mut fin: [Option<u32>; 2] = [None; 2];
     for &s in segs {
         if s.is_pure_ack() && !acks {
             continue;
         }
         let dir = usize::from(s.src != segs[0].src);
+        if merge && s.is_bare_fin() {
+            if fin[dir] == Some(s.rel_seq) {
+                continue;
+            }
+            fin[dir] = Some(s.rel_seq);
+        }
         if !(merge && s.is_data_only()) {
             out.push(Line { seg: s, run: None });
             open[dir] = None;
@@ -164,14 +175,16 @@ mod tests {
             seg(2, "PA", 1, b"xy"),
             seg(1, "PA", 1, b"abc"), // old data after another line: left out
             seg(1, "FA", 9, b""),
+            seg(2, "FA", 3, b""),
+            seg(1, "FA", 9, b""), // FIN retransmitted: left out
         ];
         let refs: Vec<&Segment> = segs.iter().collect();
         assert_eq!(
             shape(&lines(&refs, true, false)),
-            ["S", "1..9 abcdefgh", "1..3 xy", "FA"]
+            ["S", "1..9 abcdefgh", "1..3 xy", "FA", "FA"]
         );
-        assert_eq!(lines(&refs, false, false).len(), 8);
-        assert_eq!(lines(&refs, false, true).len(), 9);
+        assert_eq!(lines(&refs, false, false).len(), 10);
+        assert_eq!(lines(&refs, false, true).len(), 11);
     }
 
     #[test]

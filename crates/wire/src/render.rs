@@ -18,8 +18,8 @@ use sockharness_script::{escape, preview};
 ///
 /// With all fields false (the default) pure ACKs are hidden, the data a direction sends between
 /// two of its own SYN, FIN or RST segments is one line (`seq=1..29 len=28`, flags without PSH,
-/// no ack), and data segments that carry no new byte (retransmissions) are left out. Asking for any
-/// per-segment detail shows every segment, except pure ACKs unless `acks` is set, as captured.
+/// no ack), and data segments that carry no new byte and FINs sent again (retransmissions) are
+/// left out. Asking for any per-segment detail shows every segment, except pure ACKs unless `acks` is set, as captured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RenderOptions {
     /// Show pure ACKs (and so every segment as captured).

@@ -134,6 +134,13 @@ impl Segment {
         self.payload_len > 0 && self.flags.bits() & !(Flags::ACK | Flags::PSH) == 0
     }
 
+    /// A FIN without data, SYN or RST (its ACK and PSH aside).
+    pub fn is_bare_fin(&self) -> bool {
+        self.payload_len == 0
+            && self.flags.has(Flags::FIN)
+            && self.flags.bits() & !(Flags::FIN | Flags::ACK | Flags::PSH) == 0
+    }
+
     /// The relative sequence number just past this segment (SYN and FIN count one).
     pub fn rel_end(&self) -> u32 {
         let control = u32::from(self.flags.bits() & (Flags::SYN | Flags::FIN) != 0);
