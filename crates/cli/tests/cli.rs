@@ -323,6 +323,24 @@ fn mistakes_are_errors_not_silent_successes() {
     assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
     assert!(text(&r.stderr).contains("no scenario has a target `nosuch`"));
 
+    // A failing override is reported as the command that ran, not the file's.
+    write(
+        dir.path(),
+        "target.scenario",
+        "target t cmd \"exec sleep 100\"\nconnect c to t\n",
+    );
+    let r = sockharness(
+        &["run", "target.scenario", "--target", "t=exit 3"],
+        dir.path(),
+    );
+    let stdout = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("statement: target t cmd \"exit 3\"  (from --target)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sleep 100"), "{stdout}");
+
     write(
         dir.path(),
         "typo.scenario",

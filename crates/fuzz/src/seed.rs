@@ -124,6 +124,7 @@ impl Seeds {
         // What needs a namespace or a process of the scenario's own: the fuzzer's server is
         // shared by every input and is not the scenario's to stop.
         scenario.settings.sysctls.clear();
+        scenario.settings.sysctl_lines.clear();
         scenario.steps.retain(|s| {
             !matches!(
                 s.statement,

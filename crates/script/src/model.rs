@@ -17,7 +17,7 @@ pub struct Scenario {
 }
 
 /// Settings that apply to the whole scenario.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// Deadline of every blocking statement (`timeout DUR`); `None` means the default.
     pub timeout: Option<Duration>,
@@ -25,8 +25,27 @@ pub struct Settings {
     pub tolerance: Option<Duration>,
     /// Network sysctls for the scenario's private namespace, in file order.
     pub sysctls: Vec<(String, String)>,
+    /// The 1-based line of each of `sysctls`, in the same order, when parsed from text.
+    pub sysctl_lines: Vec<u32>,
     /// Programs the scenario needs on `PATH` (`require nginx`); without one it is skipped.
     pub requires: Vec<String>,
+}
+
+impl Settings {
+    /// The line `sysctls[i]` was written at, where it was parsed from text.
+    pub fn sysctl_line(&self, i: usize) -> Option<u32> {
+        self.sysctl_lines.get(i).copied()
+    }
+}
+
+impl PartialEq for Settings {
+    fn eq(&self, other: &Self) -> bool {
+        // Where a sysctl was written is not what it means (as with `Step::origin`).
+        self.timeout == other.timeout
+            && self.tolerance == other.tolerance
+            && self.sysctls == other.sysctls
+            && self.requires == other.requires
+    }
 }
 
 /// One statement with its modifiers: an optional background handle and an optional expectation.

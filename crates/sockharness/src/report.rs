@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 use crate::run::{ScenarioRun, Status};
 pub use crate::script::diff::data_diff;
 
+/// Lines of the trace a failure report shows: the last ones, which led to the failure.
+pub const TRACE_TAIL: usize = 60;
+
 /// A failure report: where, what was expected, what happened, and the trace up to the failure.
 /// Passed and skipped runs give a one-line summary. Control characters (from a server's output,
 /// say) are escaped, so that the report is the same text on a terminal, in a file and in XML.
@@ -46,8 +49,21 @@ fn render_raw(path: &str, run: &ScenarioRun) -> String {
                     let _ = writeln!(out, "  {line}");
                 }
             }
+            let trace = run.trace.render();
+            let lines: Vec<&str> = trace.lines().collect();
+            if lines.is_empty() {
+                return out;
+            }
+            // What led to the failure is at the end; a long run's beginning would bury it.
+            let cut = lines.len().saturating_sub(TRACE_TAIL);
             out.push_str("  trace up to the failure:\n");
-            for line in run.trace.render().lines() {
+            if cut > 0 {
+                let _ = writeln!(
+                    out,
+                    "  ... {cut} earlier lines not shown (`run --trace` shows them all)"
+                );
+            }
+            for line in &lines[cut..] {
                 let _ = writeln!(out, "  {line}");
             }
             out

@@ -80,3 +80,43 @@ fn every_wrong_expectation_fails_at_its_line_with_its_kind() {
         insta::assert_snapshot!(name, rendered);
     }
 }
+
+/// A failure after thousands of statements shows the statements that led to it, and says how
+/// many earlier ones it left out.
+#[test]
+fn a_long_trace_is_cut_to_its_tail_and_says_how_much() {
+    let mut text = String::from("listen srv\n");
+    text.push_str(&"sleep 0ms\n".repeat(4000));
+    text.push_str("connect c to srv\naccept srv as a\nsend c \"x\"\nrecv a 1 == \"y\"\n");
+    let r = util::run_text(&text);
+    assert!(matches!(r.status, Status::Failed(_)), "{:?}", r.status);
+    let shown = report::render("long.scenario", &r);
+    let total = r.trace.render().lines().count();
+    assert!(total > 4000, "{total}");
+    let cut = total - report::TRACE_TAIL;
+    assert!(
+        shown.contains(&format!("... {cut} earlier lines not shown")),
+        "{shown}"
+    );
+    assert!(shown.contains("recv a 1"), "{shown}");
+    assert!(shown.lines().count() < report::TRACE_TAIL + 20, "{shown}");
+}
+
+/// A failure before the first statement (a sysctl the kernel refuses) names the sysctl's line
+/// and shows no empty trace.
+#[test]
+fn a_refused_sysctl_fails_at_its_own_line() {
+    let r = util::run_text(
+        "# a value the kernel refuses\nsysctl net.core.somaxconn=lots\nlisten srv\n",
+    );
+    match &r.status {
+        Status::Failed(f) => {
+            assert_eq!(f.line, 2, "{f:?}");
+            let shown = report::render("bad.scenario", &r);
+            assert!(shown.starts_with("FAIL bad.scenario:2\n"), "{shown}");
+            assert!(!shown.contains("trace up to the failure"), "{shown}");
+        }
+        Status::Skipped(why) => eprintln!("not tested: {why}"),
+        Status::Passed => panic!("a sysctl of `lots` was accepted"),
+    }
+}

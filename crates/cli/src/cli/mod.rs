@@ -353,10 +353,17 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     for scenario in &mut scenarios {
         for step in &mut scenario.steps {
-            if let Statement::Target { name, source } = &mut step.statement {
-                if let Some((_, replacement)) = args.targets.iter().find(|(n, _)| n == name) {
-                    *source = replacement.clone();
-                }
+            let Statement::Target { name, source } = &mut step.statement else {
+                continue;
+            };
+            let Some((_, replacement)) = args.targets.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            *source = replacement.clone();
+            // A report quotes the statement that ran, not the one the file had.
+            let text = format!("{}  (from --target)", step.statement);
+            if let Some(origin) = &mut step.origin {
+                origin.text = text;
             }
         }
     }

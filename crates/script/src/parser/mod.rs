@@ -119,7 +119,11 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
         // A sysctl's value is free text ("4096 87380 6291456"), so the line is not lexed.
         if let Some(setting) = sysctl_line(line, base) {
             match setting {
-                Ok(kv) => scenario.settings.sysctls.push(kv),
+                Ok(kv) => {
+                    scenario.settings.sysctls.push(kv);
+                    let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
+                    scenario.settings.sysctl_lines.push(line);
+                }
                 Err(p) => problems.push(p),
             }
             continue;

@@ -338,10 +338,11 @@ fn run_isolated(
         r.capture_note = Some(format!("capture off: no private network namespace ({why})"));
         return r;
     }
-    for (key, value) in &scenario.settings.sysctls {
+    for (i, (key, value)) in scenario.settings.sysctls.iter().enumerate() {
         let setting = format!("sysctl {key}={value}");
         let failed = |why: &str| Failure {
             statement: setting.clone(),
+            line: scenario.settings.sysctl_line(i).unwrap_or(0),
             ..setup_failure("the sysctl set", why)
         };
         match sandbox::set_sysctl(key, value) {
