@@ -162,6 +162,35 @@ fn junit_output_names_each_scenario() {
     );
 }
 
+/// A program that asked for a document gets one when nothing runs: the parse errors, by place.
+#[test]
+fn invalid_input_is_a_document_in_json_and_junit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "good.scenario", GOOD);
+    write(dir.path(), "bad.scenario", "listen srv\nconnekt c to srv\n");
+    let out = sockharness(&["run", "--format", "json", "."], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(
+        doc["errors"],
+        serde_json::json!([{
+            "path": "./bad.scenario", "line": 2, "column": 1,
+            "message": "unknown statement `connekt`", "hint": "did you mean `connect`?",
+        }])
+    );
+    assert_eq!(doc["scenarios"], serde_json::json!([]));
+    assert!(text(&out.stderr).contains("bad.scenario:2:1: error"));
+
+    let out = sockharness(&["run", "--format", "junit", "."], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let xml = text(&out.stdout);
+    assert!(
+        xml.contains("<error message=\"line 2, column 1: unknown statement `connekt`\">"),
+        "{xml}"
+    );
+    assert!(xml.contains("did you mean `connect`?"), "{xml}");
+}
+
 #[test]
 fn filter_and_trace() {
     let dir = tempfile::tempdir().expect("temp dir");

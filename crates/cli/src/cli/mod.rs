@@ -337,7 +337,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let mut scenarios = match suite::parse_all(&sources) {
         Ok(s) => s,
-        Err(bad) => return Ok(report_invalid(&bad)),
+        Err(bad) => {
+            // A program reading the document learns why nothing ran from the document itself.
+            match args.format {
+                Format::Text => {}
+                Format::Json => say!("{}", output::invalid_json(&bad)),
+                Format::Junit => say!("{}", output::invalid_junit(&bad)?),
+            }
+            return Ok(report_invalid(&bad));
+        }
     };
     // An override that matches no target is a mistake (a misspelt name), not a no-op.
     for (name, _) in &args.targets {

@@ -8,6 +8,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde_json::json;
 use sockharness::report;
 use sockharness::run::{ScenarioRun, Status};
+use sockharness::script::Diagnostics;
 use sockharness::suite::Source;
 
 use super::artifacts::Saved;
@@ -135,10 +136,61 @@ pub fn json(rows: &[(&Source, &ScenarioRun)], saved: &[Saved]) -> String {
         .collect();
     let (p, f, s) = counts(rows);
     let doc = json!({
+        "errors": [],
         "scenarios": scenarios,
         "summary": { "passed": p, "failed": f, "skipped": s },
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// The JSON document for input that does not parse: every problem, and nothing run.
+pub fn invalid_json(bad: &[Diagnostics]) -> String {
+    let errors: Vec<_> = bad
+        .iter()
+        .flat_map(|d| {
+            d.problems.iter().map(move |problem| {
+                let at = d.position(problem);
+                json!({
+                    "path": d.path,
+                    "line": at.line,
+                    "column": at.column,
+                    "message": problem.message,
+                    "hint": problem.hint,
+                })
+            })
+        })
+        .collect();
+    let omitted: usize = bad.iter().map(|d| d.omitted).sum();
+    let doc = json!({
+        "errors": errors,
+        "errors_not_shown": omitted,
+        "scenarios": [],
+        "summary": { "passed": 0, "failed": 0, "skipped": 0 },
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// The JUnit report for input that does not parse: one errored case per file, its problems in
+/// the body as they are printed on a terminal.
+pub fn invalid_junit(bad: &[Diagnostics]) -> Result<String> {
+    let mut suite = TestSuite::new("scenarios");
+    for d in bad {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+        let first = d.problems.first().map(|p| {
+            let at = d.position(p);
+            format!("line {}, column {}: {}", at.line, at.column, p.message)
+        });
+        status.set_message(report::escape_controls(
+            &first.unwrap_or_else(|| "does not parse".into()),
+        ));
+        status.set_description(report::escape_controls(&d.to_string()));
+        let mut case = TestCase::new(d.path.as_str(), status);
+        case.set_classname(d.path.as_str());
+        suite.add_test_case(case);
+    }
+    let mut report = Report::new("sockharness");
+    report.add_test_suite(suite);
+    Ok(report.to_string()?)
 }
 
 pub fn junit(rows: &[(&Source, &ScenarioRun)], elapsed: Duration) -> Result<String> {
