@@ -120,3 +120,26 @@ fn a_refused_sysctl_fails_at_its_own_line() {
         Status::Passed => panic!("a sysctl of `lots` was accepted"),
     }
 }
+
+/// A background statement that has finished fails `expect pending` at once, however long the
+/// check was to watch it: an hour-long check does not make a finished run wait an hour.
+#[test]
+fn a_finished_statement_fails_a_long_pending_check_at_once() {
+    let r = util::run_text(
+        "listen srv\nconnect cli to srv\naccept srv as conn\nclose conn\n\
+         recv cli 10 &h\nexpect h pending for 120s\n",
+    );
+    match &r.status {
+        Status::Failed(f) => {
+            assert_eq!(f.line, 6, "{f:?}");
+            assert!(f.actual.contains("EOF"), "{f:?}");
+        }
+        other => panic!("a finished recv was taken for pending: {other:?}"),
+    }
+    // Generous: the check itself must not wait out its 120 s.
+    assert!(
+        r.duration < std::time::Duration::from_secs(60),
+        "{:?}",
+        r.duration
+    );
+}

@@ -44,7 +44,6 @@ impl Exec<'_> {
         // Even "now" gives the runtime a moment to hear from the kernel, so a statement the
         // kernel has already finished (a refused connect) is not taken for pending.
         let wait = d.map_or(SETTLE, |d| self.tolerance.pending_wait(d).max(SETTLE));
-        tokio::time::sleep(wait).await;
         let Some(bg) = self.handles.get_mut(handle) else {
             return Err(self.fail(
                 step,
@@ -67,28 +66,26 @@ impl Exec<'_> {
                 },
             ));
         }
-        if bg.task.is_finished() {
-            bg.waited = true;
-            let elapsed = at.elapsed();
-            let (actual, took) = match (&mut bg.task).await {
-                Ok(done) => done,
-                Err(e) => (Actual::Internal(e.to_string()), elapsed),
-            };
-            let value = format!("finished: {}", outcome_of(&actual).render());
-            self.record(step, Outcome::Observed { value }, at, elapsed);
-            return Err(self.fail(
-                step,
-                Mismatch {
-                    kind: FailureKind::Timing,
-                    expected: format!("`{handle}` still pending"),
-                    actual: format!("finished after {}: {}", fmt_ms(took), actual.describe()),
-                    detail: None,
-                },
-            ));
-        }
-        bg.checked_pending = true;
-        self.record(step, Outcome::Pending, at, at.elapsed());
-        Ok(())
+        // One that finishes during the wait fails the check then, not when the wait is over.
+        let Ok(joined) = tokio::time::timeout(wait, &mut bg.task).await else {
+            bg.checked_pending = true;
+            self.record(step, Outcome::Pending, at, at.elapsed());
+            return Ok(());
+        };
+        bg.waited = true;
+        let elapsed = at.elapsed();
+        let (actual, took) = joined.unwrap_or_else(|e| (Actual::Internal(e.to_string()), elapsed));
+        let value = format!("finished: {}", outcome_of(&actual).render());
+        self.record(step, Outcome::Observed { value }, at, elapsed);
+        Err(self.fail(
+            step,
+            Mismatch {
+                kind: FailureKind::Timing,
+                expected: format!("`{handle}` still pending"),
+                actual: format!("finished after {}: {}", fmt_ms(took), actual.describe()),
+                detail: None,
+            },
+        ))
     }
 
     /// Checks, at the end, that no background statement was forgotten.
