@@ -105,3 +105,25 @@ fn trace_command_prints_text_json_and_svg() {
     let out = sockharness(&["trace", file, "--format", "xml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn an_svg_over_the_capture_being_read_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let capture = dir.path().join("x.pcap");
+    let original = std::fs::read(data("lo-mixed.pcap")).expect("test data");
+    std::fs::write(&capture, &original).expect("copy");
+    let same = dir.path().join(".").join("x.pcap");
+    let out = sockharness(&[
+        "trace",
+        capture.to_str().expect("utf-8 path"),
+        "--svg",
+        same.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("that is the capture being read"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&capture).expect("still there"), original);
+}

@@ -53,6 +53,11 @@ pub enum TraceFormat {
 /// error (exit 2).
 pub fn trace(args: TraceArgs) -> Result<ExitCode> {
     let path = args.file.display();
+    if let Some(out) = &args.svg {
+        if same_file(&args.file, out) {
+            anyhow::bail!("--svg {}: that is the capture being read", out.display());
+        }
+    }
     let bytes = sockharness::suite::read_file(&args.file, MAX_CAPTURE_FILE)?;
     let capture = pcap::read(&bytes).map_err(|e| anyhow!("{path}: {e}"))?;
     let wire = decode(&capture);
@@ -78,5 +83,14 @@ pub fn trace(args: TraceArgs) -> Result<ExitCode> {
         // A reader that stopped early (`| head`) is not an error.
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(anyhow!("cannot write: {e}")),
         _ => Ok(ExitCode::from(EXIT_OK)),
+    }
+}
+
+/// `a` and `b` name one existing file (through links or `.` and `..` as well).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
