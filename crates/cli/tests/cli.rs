@@ -352,6 +352,14 @@ fn mistakes_are_errors_not_silent_successes() {
     assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
     assert!(text(&r.stderr).contains("no scenario has a target `nosuch`"));
 
+    // The cause of an unreadable path is said once.
+    let r = sockharness(&["run", "good.scenario/x.scenario"], dir.path());
+    assert_eq!(r.status.code(), Some(2));
+    assert_eq!(
+        text(&r.stderr),
+        "error: cannot read good.scenario/x.scenario: Not a directory (os error 20)\n"
+    );
+
     // A failing override is reported as the command that ran, not the file's.
     write(
         dir.path(),
