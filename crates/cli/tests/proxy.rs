@@ -97,3 +97,40 @@ fn the_standalone_proxy_forwards_with_faults() {
     c.read_exact(&mut got).expect("echoed back");
     assert_eq!(got, b"through the proxy");
 }
+
+/// `serve` and `proxy` listen on loopback only, and a port that is taken is named.
+#[test]
+fn servers_refuse_other_interfaces_and_name_a_taken_port() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sockharness"))
+            .args(args)
+            .output()
+            .expect("the binary runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [
+        &["serve", "echo", "--listen", "0.0.0.0:0"][..],
+        &["proxy", "--listen", "0.0.0.0:0", "--to", "127.0.0.1:1"],
+        &["proxy", "--listen", "127.0.0.1:0", "--to", "192.0.2.1:80"],
+    ] {
+        let (code, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("is not a loopback address"), "{stderr}");
+    }
+    let taken = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().expect("its address").to_string();
+    for args in [
+        &["serve", "echo", "--listen", addr.as_str()][..],
+        &["proxy", "--listen", addr.as_str(), "--to", "127.0.0.1:1"],
+    ] {
+        let (code, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {addr}: ")),
+            "{stderr}"
+        );
+    }
+}

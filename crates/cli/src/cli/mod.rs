@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use sockharness::run::{RunOptions, Status};
 use sockharness::sandbox::{self, Isolation, Support};
@@ -271,20 +271,33 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     }
 }
 
-fn proxy(args: ProxyArgs) -> Result<ExitCode> {
-    for addr in [args.listen, args.to] {
-        if !addr.ip().is_loopback() {
-            anyhow::bail!(
-                "{addr} is not a loopback address: sockharness sends traffic only to loopback"
-            );
-        }
+/// Refuses an address off loopback: sockharness's servers and proxy are for tests on this
+/// machine, and one on every interface would be open to the network.
+fn loopback_only(addr: std::net::SocketAddr) -> Result<()> {
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "{addr} is not a loopback address: sockharness sends traffic only to loopback"
+        );
     }
+    Ok(())
+}
+
+/// Binds a listener, naming the address when it cannot (in use, not ours).
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+fn proxy(args: ProxyArgs) -> Result<ExitCode> {
+    loopback_only(args.listen)?;
+    loopback_only(args.to)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let listener = bind(args.listen).await?;
         let faults: Vec<_> = args.faults.into_iter().flatten().collect();
         eprintln!(
             "proxy {} -> {} with {} fault(s)",
@@ -301,12 +314,13 @@ fn proxy(args: ProxyArgs) -> Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
+    loopback_only(args.listen)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let listener = bind(args.listen).await?;
         eprintln!(
             "{} server listening on {}",
             args.server,
