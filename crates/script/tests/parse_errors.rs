@@ -356,3 +356,11 @@ fn ranges_that_expand_past_the_file_cap_are_an_error_at_their_line() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_fault_on_connection_zero_is_an_error() {
+    let d = problems(b"listen srv\nproxy p to srv up rst after 1 on conn 0\n");
+    assert_eq!(positions(&d), [(2, 39)]);
+    assert!(d.problems[0].message.contains("numbered from 1"), "{d}");
+    assert!(sockharness_script::parse_faults("up rst after 1 on conn 0").is_err());
+}

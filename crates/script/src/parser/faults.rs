@@ -79,6 +79,12 @@ impl LineParser<'_> {
                 if self.eat_ident("on") {
                     self.keyword("conn")?;
                     let n = self.integer("a connection number such as `1`")?;
+                    if n == 0 {
+                        return Err(Problem::new(
+                            self.prev_span(),
+                            "connections are numbered from 1: `on conn 0` would never match",
+                        ));
+                    }
                     Some(u32::try_from(n).map_err(|_| {
                         Problem::new(self.prev_span(), "connection number too large")
                     })?)
