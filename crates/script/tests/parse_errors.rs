@@ -364,3 +364,10 @@ fn a_fault_on_connection_zero_is_an_error() {
     assert!(d.problems[0].message.contains("numbered from 1"), "{d}");
     assert!(sockharness_script::parse_faults("up rst after 1 on conn 0").is_err());
 }
+
+#[test]
+fn a_command_with_a_nul_byte_is_an_error() {
+    let d = problems(b"target t cmd \"exec sleep\\0 100\"\nconnect c to t\n");
+    assert_eq!(positions(&d), [(1, 14)]);
+    assert!(d.problems[0].message.contains("NUL byte"), "{d}");
+}

@@ -198,6 +198,13 @@ impl LineParser<'_> {
                     let command = match self.peek().cloned() {
                         Some(Tok::Str(b)) => {
                             self.pos += 1;
+                            if b.contains(&0) {
+                                // No program can be given one: C strings end at the first NUL.
+                                return Err(Problem::new(
+                                    self.prev_span(),
+                                    "a command cannot contain a NUL byte (`\\0`)",
+                                ));
+                            }
                             String::from_utf8(b).map_err(|_| {
                                 Problem::new(self.prev_span(), "the command is not UTF-8")
                             })?
