@@ -435,3 +435,74 @@ fn a_run_that_tests_nothing_is_an_error_not_a_success() {
         started.elapsed()
     );
 }
+
+/// An `--out` that stops taking files after the start (removed, replaced by a file) does not
+/// lose the finding: the reproducer is printed whole, and it is a scenario that parses.
+#[test]
+fn a_reproducer_that_cannot_be_written_is_printed_whole() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    let cmd = server("echo-one-read");
+    let seed = seed("echo");
+    let mut child = Command::new(bin())
+        .args(["fuzz", "--cmd", &cmd, "--seed-scenario", &seed])
+        .args(["--time", "60s", "--seed", "1", "--jobs", "2", "--out"])
+        .arg(&out)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // `--out` is made and checked before the server starts, and calibrating against it takes
+    // far longer than swapping the directory for a file.
+    let stderr = child.stderr.take().expect("piped");
+    let lines = std::io::BufReader::new(stderr).lines();
+    let waited = std::time::Instant::now();
+    while !has_children(child.id()) {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(20),
+            "no server started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::fs::remove_dir_all(&out).expect("removable");
+    std::fs::write(&out, "").expect("a file in its place");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let r = child.wait_with_output().expect("it exits");
+    let stdout = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{}", rest.join("\n"));
+    let (_, printed) = stdout
+        .split_once("; here it is (")
+        .unwrap_or_else(|| panic!("the reproducer is not printed:\n{stdout}"));
+    assert!(stdout.contains("reproducer: cannot write "), "{stdout}");
+    let scenario = printed
+        .split_once("):\n")
+        .map(|(_, s)| s)
+        .expect("the text follows");
+    let scenario: String = scenario
+        .lines()
+        .take_while(|l| !l.contains(" inputs in "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        scenario.starts_with("# Found by sockharness fuzz"),
+        "{scenario}"
+    );
+    let copy = dir.path().join("saved.scenario");
+    std::fs::write(&copy, &scenario).expect("writable");
+    let checked = Command::new(bin())
+        .arg("check")
+        .arg(&copy)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(checked.status.code(), Some(0), "{scenario}");
+}
+
+/// Whether process `pid` has started a child yet (in any of its threads).
+fn has_children(pid: u32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    tasks.into_iter().flatten().flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("children")).is_ok_and(|c| !c.trim().is_empty())
+    })
+}
