@@ -95,9 +95,53 @@ impl ScenarioBuilder {
     pub fn connect_to(self, name: &str, to: Endpoint, opts: SockOpts) -> Self {
         self.statement(Statement::Connect {
             name: name.into(),
+            from: None,
             to,
             opts,
         })
+    }
+
+    /// `connect NAME from HOST to NAME|ADDR [OPTS]`: a client on a host.
+    pub fn connect_from(self, name: &str, host: &str, to: Endpoint, opts: SockOpts) -> Self {
+        self.statement(Statement::Connect {
+            name: name.into(),
+            from: Some(host.into()),
+            to,
+            opts,
+        })
+    }
+
+    /// `host NAME`.
+    pub fn host(self, name: &str) -> Self {
+        self.statement(Statement::Wire(WireStatement::Host { name: name.into() }))
+    }
+
+    /// `link FROM TO IMPAIRMENT...` (`both`) or `link FROM -> TO IMPAIRMENT...`.
+    pub fn link(self, from: &str, to: &str, both: bool, impairments: Vec<Impairment>) -> Self {
+        self.statement(Statement::Wire(WireStatement::Link {
+            from: from.into(),
+            to: to.into(),
+            both,
+            impairments,
+        }))
+    }
+
+    /// `expect link FROM -> TO COUNTER OP VALUE`.
+    pub fn expect_link(
+        self,
+        from: &str,
+        to: &str,
+        counter: LinkCounter,
+        op: CompareOp,
+        value: u64,
+    ) -> Self {
+        self.statement(Statement::Wire(WireStatement::ExpectLink {
+            from: from.into(),
+            to: to.into(),
+            counter,
+            op,
+            value,
+        }))
     }
 
     /// `accept LISTENER as NAME`.
@@ -352,7 +396,57 @@ mod tests {
             Statement::Stop { .. } => "stop",
             Statement::Kill { .. } => "kill",
             Statement::ExpectWire { .. } => "expect-wire",
+            Statement::Wire(WireStatement::Host { .. }) => "host",
+            Statement::Wire(WireStatement::Link { .. }) => "link",
+            Statement::Wire(WireStatement::ExpectLink { .. }) => "expect-link",
         }
+    }
+
+    #[test]
+    fn hosts_and_links_build_print_and_parse_back() {
+        let built = ScenarioBuilder::new()
+            .host("a")
+            .host("b")
+            .link(
+                "a",
+                "b",
+                true,
+                vec![
+                    Impairment::Delay {
+                        delay: Duration::from_millis(10),
+                        jitter: Some(Duration::from_micros(1500)),
+                    },
+                    Impairment::Loss(Percent(125_000)),
+                    Impairment::Rate(1 << 20),
+                    Impairment::Mtu(1280),
+                ],
+            )
+            .link("a", "b", false, vec![Impairment::Down, Impairment::Clear])
+            .listen_on("srv", Endpoint::Name("b".into()), None, SockOpts::default())
+            .connect_from(
+                "cli",
+                "a",
+                Endpoint::Name("srv".into()),
+                SockOpts::default(),
+            )
+            .expect_link("a", "b", LinkCounter::Dropped, CompareOp::Ge, 0)
+            .build();
+        let kinds: Vec<&str> = built.steps.iter().map(|s| kind(&s.statement)).collect();
+        assert!(kinds.contains(&"host") && kinds.contains(&"link"));
+        assert!(kinds.contains(&"expect-link"));
+        let text = built.to_string();
+        assert!(
+            text.contains("link a b delay 10ms jitter 1.5ms loss 12.5% rate 1MiB/s mtu 1280\n"),
+            "{text}"
+        );
+        assert!(text.contains("link a -> b down clear\n"), "{text}");
+        assert!(text.contains("connect cli from a to srv\n"), "{text}");
+        assert_eq!(
+            parse("built", text.as_bytes()).unwrap(),
+            built,
+            "printed as:\n{text}"
+        );
+        built.validate().unwrap();
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub(crate) enum Tok {
     Str(Vec<u8>),
     /// A `hex"..."` literal, decoded.
     Hex(Vec<u8>),
-    /// Punctuation: `== != <= >= -> < > & | ( ) , = .`
+    /// Punctuation: `== != <= >= -> < > & | ( ) , = . / %`
     Punct(&'static str),
 }
 
@@ -45,8 +45,8 @@ pub(crate) struct Token {
     pub(crate) span: Range<usize>,
 }
 
-const PUNCT: [&str; 15] = [
-    "==", "!=", "<=", ">=", "->", "<", ">", "&", "|", "(", ")", ",", "=", ".", "/",
+const PUNCT: [&str; 16] = [
+    "==", "!=", "<=", ">=", "->", "<", ">", "&", "|", "(", ")", ",", "=", ".", "/", "%",
 ];
 
 /// Tokenizes `line`, which starts at byte `base` of the file. Comments are dropped.

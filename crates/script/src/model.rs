@@ -29,6 +29,9 @@ pub struct Settings {
     pub sysctl_lines: Vec<u32>,
     /// Programs the scenario needs on `PATH` (`require nginx`); without one it is skipped.
     pub requires: Vec<String>,
+    /// The seed of every random decision of the scenario's links (`seed N`); `None` means 0,
+    /// unless the run gives one.
+    pub seed: Option<u64>,
 }
 
 impl Settings {
@@ -45,6 +48,7 @@ impl PartialEq for Settings {
             && self.tolerance == other.tolerance
             && self.sysctls == other.sysctls
             && self.requires == other.requires
+            && self.seed == other.seed
     }
 }
 
@@ -93,10 +97,12 @@ pub enum Statement {
         /// Socket options.
         opts: SockOpts,
     },
-    /// `connect C to L|ADDR [OPTS]`.
+    /// `connect C [from HOST] to L|ADDR [OPTS]`.
     Connect {
         /// The new socket's name.
         name: String,
+        /// The host it connects from (extension); `None` outside scenarios with hosts.
+        from: Option<String>,
         /// What to connect to.
         to: Endpoint,
         /// Socket options, set before connect().
@@ -223,6 +229,8 @@ pub enum Statement {
         /// The target.
         target: String,
     },
+    /// Hosts, links and their checks (extension).
+    Wire(WireStatement),
     /// `expect wire A -> B count FLAGS OP N` or `expect wire A -> B bytes OP N` (extension):
     /// a check on the captured segments from A to B.
     ExpectWire {
@@ -237,6 +245,125 @@ pub enum Statement {
         /// The number compared against.
         value: u64,
     },
+}
+
+/// `host NAME`, `link ...` and `expect link ...` (extension): the scriptable wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WireStatement {
+    /// `host NAME`: a host, a network namespace of its own with its own address.
+    Host {
+        /// The host's name.
+        name: String,
+    },
+    /// `link A B [IMPAIRMENT...]` (both directions) or `link A -> B IMPAIRMENT...`: joins two
+    /// hosts, or changes how an existing link treats packets.
+    Link {
+        /// One end (the sender, for one direction).
+        from: String,
+        /// The other end (the receiver, for one direction).
+        to: String,
+        /// Both directions (`link A B`) or only `from` to `to` (`link A -> B`).
+        both: bool,
+        /// What is changed, in order.
+        impairments: Vec<Impairment>,
+    },
+    /// `expect link A -> B COUNTER OP N`: a check on what the link from A to B did so far.
+    ExpectLink {
+        /// The sending host.
+        from: String,
+        /// The receiving host.
+        to: String,
+        /// What is counted.
+        counter: LinkCounter,
+        /// The comparison.
+        op: CompareOp,
+        /// The number compared against.
+        value: u64,
+    },
+}
+
+/// What a link does to the packets of one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impairment {
+    /// `delay DUR [jitter DUR]`: every packet arrives DUR later, give or take up to the jitter.
+    Delay {
+        /// The delay.
+        delay: Duration,
+        /// At most this much more or less, drawn per packet; never more than `delay`.
+        jitter: Option<Duration>,
+    },
+    /// `loss P%`: each packet is dropped with this probability.
+    Loss(Percent),
+    /// `reorder P%`: each packet is held back behind the next one with this probability.
+    Reorder(Percent),
+    /// `duplicate P%`: each packet is delivered twice with this probability.
+    Duplicate(Percent),
+    /// `corrupt P%`: each packet has one bit flipped with this probability, so that its
+    /// checksum fails.
+    Corrupt(Percent),
+    /// `rate SIZE/s`: packets queue so that at most this many bytes per second pass.
+    Rate(u64),
+    /// `mtu N`: both ends' interface MTU.
+    Mtu(u32),
+    /// `down`: every packet is dropped (a partition).
+    Down,
+    /// `clear`: every impairment removed (and the link up again).
+    Clear,
+}
+
+/// A probability, in millionths, so that `12.5%` is exact and prints back as written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Percent(pub u32);
+
+impl Percent {
+    /// 100%.
+    pub const ALL: Percent = Percent(1_000_000);
+
+    /// The probability as a fraction of one.
+    pub fn fraction(self) -> f64 {
+        f64::from(self.0) / 1e6
+    }
+}
+
+/// What `expect link` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkCounter {
+    /// Packets the link dropped (`loss`, `down`, a `drop`).
+    Dropped,
+    /// Extra copies delivered (`duplicate`).
+    Duplicated,
+    /// Packets held back behind a later one (`reorder`).
+    Reordered,
+    /// Packets delivered with a bit flipped (`corrupt`).
+    Corrupted,
+    /// Packets delivered later than they came (`delay`, `rate`).
+    Delayed,
+    /// Packets delivered (copies included).
+    Delivered,
+}
+
+impl LinkCounter {
+    /// Every counter, in the order the docs list them.
+    pub const ALL: [LinkCounter; 6] = [
+        LinkCounter::Dropped,
+        LinkCounter::Duplicated,
+        LinkCounter::Reordered,
+        LinkCounter::Corrupted,
+        LinkCounter::Delayed,
+        LinkCounter::Delivered,
+    ];
+
+    /// The counter's name in scenarios.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkCounter::Dropped => "dropped",
+            LinkCounter::Duplicated => "duplicated",
+            LinkCounter::Reordered => "reordered",
+            LinkCounter::Corrupted => "corrupted",
+            LinkCounter::Delayed => "delayed",
+            LinkCounter::Delivered => "delivered",
+        }
+    }
 }
 
 /// Where a target's server comes from.

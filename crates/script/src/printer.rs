@@ -62,6 +62,9 @@ impl Display for Scenario {
         if let Some(t) = s.tolerance {
             writeln!(f, "tolerance {}", Dur(t))?;
         }
+        if let Some(n) = s.seed {
+            writeln!(f, "seed {n}")?;
+        }
         for (k, v) in &s.sysctls {
             writeln!(f, "sysctl {k}={v}")?;
         }
@@ -144,6 +147,71 @@ impl Display for Fault {
     }
 }
 
+impl Display for WireStatement {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            WireStatement::Host { name } => write!(f, "host {name}"),
+            WireStatement::Link {
+                from,
+                to,
+                both,
+                impairments,
+            } => {
+                let arrow = if *both { " " } else { " -> " };
+                write!(f, "link {from}{arrow}{to}")?;
+                impairments.iter().try_for_each(|i| write!(f, " {i}"))
+            }
+            WireStatement::ExpectLink {
+                from,
+                to,
+                counter,
+                op,
+                value,
+            } => write!(
+                f,
+                "expect link {from} -> {to} {} {} {value}",
+                counter.name(),
+                op.symbol()
+            ),
+        }
+    }
+}
+
+impl Display for Impairment {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Impairment::Delay { delay, jitter } => {
+                write!(f, "delay {}", Dur(*delay))?;
+                match jitter {
+                    Some(j) => write!(f, " jitter {}", Dur(*j)),
+                    None => Ok(()),
+                }
+            }
+            Impairment::Loss(p) => write!(f, "loss {p}"),
+            Impairment::Reorder(p) => write!(f, "reorder {p}"),
+            Impairment::Duplicate(p) => write!(f, "duplicate {p}"),
+            Impairment::Corrupt(p) => write!(f, "corrupt {p}"),
+            Impairment::Rate(n) => write!(f, "rate {}/s", Size(*n)),
+            Impairment::Mtu(n) => write!(f, "mtu {n}"),
+            Impairment::Down => f.write_str("down"),
+            Impairment::Clear => f.write_str("clear"),
+        }
+    }
+}
+
+impl Display for Percent {
+    /// `12.5%`: the shortest exact decimal.
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let (whole, frac) = (self.0 / 10_000, self.0 % 10_000);
+        if frac == 0 {
+            write!(f, "{whole}%")
+        } else {
+            let frac = format!("{frac:04}");
+            write!(f, "{whole}.{}%", frac.trim_end_matches('0'))
+        }
+    }
+}
+
 impl Display for Data {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
@@ -215,7 +283,19 @@ impl Display for Statement {
                 }
                 write!(f, "{opts}")
             }
-            Statement::Connect { name, to, opts } => write!(f, "connect {name} to {to}{opts}"),
+            Statement::Connect {
+                name,
+                from,
+                to,
+                opts,
+            } => {
+                write!(f, "connect {name}")?;
+                if let Some(host) = from {
+                    write!(f, " from {host}")?;
+                }
+                write!(f, " to {to}{opts}")
+            }
+            Statement::Wire(w) => write!(f, "{w}"),
             Statement::Accept { listener, name } => write!(f, "accept {listener} as {name}"),
             Statement::Send {
                 socket,

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use super::diag::{Diagnostics, Problem};
-use super::model::{Expected, Scenario, Statement};
+use super::model::{Endpoint, Expected, Scenario, Statement, WireStatement};
 use super::parser::ParsedStep;
 
 /// What a name stands for.
@@ -15,6 +15,7 @@ pub(crate) enum Kind {
     Socket,
     Handle,
     Target,
+    Host,
 }
 
 impl Kind {
@@ -24,6 +25,7 @@ impl Kind {
             Kind::Socket => "a socket",
             Kind::Handle => "a background handle",
             Kind::Target => "a target",
+            Kind::Host => "a host",
         }
     }
 }
@@ -107,6 +109,9 @@ fn verb(statement: &Statement) -> &'static str {
         Statement::Proxy { .. } => "proxy",
         Statement::SetFaults { .. } => "fault",
         Statement::Kill { .. } => "kill",
+        Statement::Wire(WireStatement::Host { .. }) => "host",
+        Statement::Wire(WireStatement::Link { .. }) => "link",
+        Statement::Wire(WireStatement::ExpectLink { .. }) => "expect",
     }
 }
 
@@ -116,7 +121,18 @@ pub(crate) fn validate(steps: &[ParsedStep], maybe_defined: &HashSet<String>) ->
     // Handle name -> the statement it runs, and whether it was already waited for.
     let mut handles: HashMap<&str, (&Statement, bool)> = HashMap::new();
 
+    let hosts: HashSet<&str> = steps
+        .iter()
+        .filter_map(|ps| match &ps.step.statement {
+            Statement::Wire(WireStatement::Host { name }) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+
     for ps in steps {
+        if !hosts.is_empty() {
+            problems.extend(hostless(ps, &hosts));
+        }
         for r in &ps.names {
             match r.role {
                 Role::Def(kind) => {
@@ -126,7 +142,7 @@ pub(crate) fn validate(steps: &[ParsedStep], maybe_defined: &HashSet<String>) ->
                                 r.span.clone(),
                                 format!("`{}` is already defined, as {}", r.name, old.describe()),
                             )
-                            .hint("every listener, socket and handle needs its own name"),
+                            .hint("every host, listener, socket, target and handle needs its own name"),
                         );
                     } else {
                         defined.insert(&r.name, kind);
@@ -229,6 +245,28 @@ pub(crate) fn validate(steps: &[ParsedStep], maybe_defined: &HashSet<String>) ->
         }
     }
     problems
+}
+
+/// In a scenario with hosts every socket is on one: a listener or client without one would be
+/// on no host's network, where nothing could reach it.
+fn hostless(ps: &ParsedStep, hosts: &HashSet<&str>) -> Option<Problem> {
+    let span = ps.names.first().map_or(0..0, |r| r.span.clone());
+    let (name, example) = match &ps.step.statement {
+        Statement::Listen { name, on, .. } => match on {
+            Endpoint::Name(n) if hosts.contains(n.as_str()) => return None,
+            _ => (name, format!("listen {name} on HOST")),
+        },
+        Statement::Connect { name, from, .. } => match from {
+            Some(_) => return None,
+            None => (name, format!("connect {name} from HOST to ...")),
+        },
+        _ => return None,
+    };
+    Some(
+        Problem::new(span, format!("`{name}` is on no host")).hint(format!(
+            "in a scenario with hosts, say which one: `{example}`"
+        )),
+    )
 }
 
 impl Scenario {

@@ -23,6 +23,7 @@ pub use harness::{Checked, Harness};
 pub mod capture;
 mod fdpass;
 pub mod harness;
+mod network;
 pub mod process;
 mod procnet;
 pub mod proxy;

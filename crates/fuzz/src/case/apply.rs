@@ -181,6 +181,7 @@ pub(super) fn apply(seed: &Scenario, edits: &[Edit], settle: Option<Duration>) -
 
 pub(super) fn intruder_steps(name: &str, target: &str, i: &Intruder) -> Vec<Step> {
     let mut steps = vec![statement(Statement::Connect {
+        from: None,
         name: name.to_string(),
         to: Endpoint::Name(target.to_string()),
         opts: SockOpts {
@@ -263,6 +264,7 @@ pub fn append_health(sc: &mut Scenario, plain: &Plain) {
     let target = first_target(sc);
     let name = format!("{}_c1", fresh_name(sc, "health"));
     sc.steps.push(statement(Statement::Connect {
+        from: None,
         name: name.clone(),
         to: Endpoint::Name(target),
         opts: SockOpts {

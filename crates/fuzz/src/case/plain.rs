@@ -64,6 +64,7 @@ impl Plain {
             .collect();
         for n in &names {
             steps.push(statement(Statement::Connect {
+                from: None,
                 name: n.clone(),
                 to: Endpoint::Name(target.to_string()),
                 opts: SockOpts {

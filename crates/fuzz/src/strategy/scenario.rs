@@ -319,7 +319,12 @@ fn resolve(names: &mut Names, g: GenStep) -> Option<Step> {
             let name = names.fresh("c");
             defines = Some((false, name.clone()));
             can_background = true;
-            Statement::Connect { name, to, opts }
+            Statement::Connect {
+                name,
+                from: None,
+                to,
+                opts,
+            }
         }
         Gen::Accept(i) => {
             let listener = pick(&names.listeners, i)?;

@@ -128,6 +128,10 @@ impl LineParser<'_> {
             self.pos += 1;
             return self.expect_wire(names);
         }
+        if self.at_ident("link") && matches!(self.peek_at(1), Some(Tok::Ident(_))) {
+            self.pos += 1;
+            return self.expect_link(names);
+        }
         let (subject, span) = self.name("a handle, socket or listener")?;
         if self.at_ident("running") || self.at_ident("exited") {
             let running = self.eat_ident("running");

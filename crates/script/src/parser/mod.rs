@@ -9,6 +9,7 @@ mod faults;
 mod lines;
 mod literals;
 mod statements;
+mod wire;
 
 use std::ops::Range;
 use std::time::Duration;
@@ -46,6 +47,9 @@ const KEYWORDS: &[&str] = &[
     "proxy",
     "fault",
     "require",
+    "host",
+    "link",
+    "seed",
 ];
 
 const OPTIONS: &[&str] = &[
@@ -176,6 +180,11 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
                     }
                     scenario.settings.timeout = Some(d);
                 }
+                Ok(Item::Seed(n, span)) => {
+                    if scenario.settings.seed.replace(n).is_some() {
+                        problems.push(Problem::new(span, "`seed` is set twice"));
+                    }
+                }
                 Ok(Item::Tolerance(d, span)) => {
                     if std::mem::replace(&mut seen_tolerance, true) {
                         problems.push(Problem::new(span, "`tolerance` is set twice"));
@@ -218,6 +227,7 @@ pub fn parse(path: &str, input: &[u8]) -> Result<Scenario, Diagnostics> {
 
 enum Item {
     Timeout(Duration, Range<usize>),
+    Seed(u64, Range<usize>),
     Tolerance(Duration, Range<usize>),
     Step(Box<ParsedStep>),
 }

@@ -8,6 +8,11 @@ use crate::lexer::Tok;
 use crate::model::*;
 use crate::validate::{Kind, NameRef};
 
+/// What `connect ... to NAME` may name.
+const TO_KINDS: &[Kind] = &[Kind::Listener, Kind::Socket, Kind::Target];
+/// What `listen ... on NAME` may name: a host too, for its address.
+const ON_KINDS: &[Kind] = &[Kind::Listener, Kind::Socket, Kind::Target, Kind::Host];
+
 impl LineParser<'_> {
     pub(super) fn line_item(&mut self) -> PResult<Item> {
         let (word, span) = match self.peek() {
@@ -26,6 +31,13 @@ impl LineParser<'_> {
                 self.end()?;
                 return Ok(Item::Tolerance(d, span));
             }
+            "seed" => {
+                let n = self.integer("a seed such as `42`")?;
+                self.end()?;
+                return Ok(Item::Seed(n, span));
+            }
+            "host" => self.host(&mut names)?,
+            "link" => self.link(&mut names)?,
             "listen" => {
                 let (name, nspan) = self.name("a listener name")?;
                 names.push(NameRef::def(name.clone(), nspan, Kind::Listener));
@@ -34,7 +46,7 @@ impl LineParser<'_> {
                 let mut opts = SockOpts::default();
                 loop {
                     if self.eat_ident("on") {
-                        on = self.endpoint(&mut names)?;
+                        on = self.endpoint(&mut names, ON_KINDS)?;
                     } else if self.eat_ident("backlog") {
                         self.punct("=")?;
                         let n = self.integer("a backlog such as `8`")?;
@@ -55,12 +67,24 @@ impl LineParser<'_> {
             }
             "connect" => {
                 let (name, nspan) = self.name("a socket name")?;
+                let from = if self.eat_ident("from") {
+                    let (host, hspan) = self.name("a host")?;
+                    names.push(NameRef::uses(host.clone(), hspan, &[Kind::Host]));
+                    Some(host)
+                } else {
+                    None
+                };
                 self.keyword("to")?;
-                let to = self.endpoint(&mut names)?;
+                let to = self.endpoint(&mut names, TO_KINDS)?;
                 names.push(NameRef::def(name.clone(), nspan, Kind::Socket));
                 let mut opts = SockOpts::default();
                 while self.option(&mut opts, false)? {}
-                Statement::Connect { name, to, opts }
+                Statement::Connect {
+                    name,
+                    from,
+                    to,
+                    opts,
+                }
             }
             "accept" => {
                 let (listener, lspan) = self.name("a listener name")?;
@@ -321,7 +345,11 @@ impl LineParser<'_> {
         Ok(s)
     }
 
-    pub(super) fn endpoint(&mut self, names: &mut Vec<NameRef>) -> PResult<Endpoint> {
+    pub(super) fn endpoint(
+        &mut self,
+        names: &mut Vec<NameRef>,
+        kinds: &'static [Kind],
+    ) -> PResult<Endpoint> {
         match self.peek() {
             Some(Tok::Addr(text)) => {
                 let text = text.clone();
@@ -333,11 +361,7 @@ impl LineParser<'_> {
             }
             Some(Tok::Ident(_)) => {
                 let (n, span) = self.name("")?;
-                names.push(NameRef::uses(
-                    n.clone(),
-                    span,
-                    &[Kind::Listener, Kind::Socket, Kind::Target],
-                ));
+                names.push(NameRef::uses(n.clone(), span, kinds));
                 Ok(Endpoint::Name(n))
             }
             _ => Err(self.error("an address or a name")),

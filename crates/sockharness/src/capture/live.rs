@@ -49,8 +49,19 @@ impl LiveCapture {
     /// Opens a capture on `lo` of the calling thread's network namespace. Frames queue from now
     /// on; [`LiveCapture::drain`] collects them.
     pub fn open_loopback() -> io::Result<LiveCapture> {
+        Self::with(Source::open(false)?)
+    }
+
+    /// Opens a capture on every interface of the calling thread's network namespace: in a
+    /// scenario with hosts, the near ends of their links, where what each host sends arrives
+    /// (kept) and what it is sent leaves (counted).
+    pub fn open_links() -> io::Result<LiveCapture> {
+        Self::with(Source::open(true)?)
+    }
+
+    fn with(source: Source) -> io::Result<LiveCapture> {
         Ok(LiveCapture {
-            source: Source::open()?,
+            source,
             packets: Vec::new(),
             kept: 0,
             memory: MEMORY,
@@ -217,7 +228,7 @@ impl Source {
     const NAME: &'static str = "AF_PACKET";
     const SHOWS_SENT: bool = true;
 
-    fn open() -> io::Result<Source> {
+    fn open(every_interface: bool) -> io::Result<Source> {
         // Protocol 0 at creation, the real one at bind: a socket created hooked to every device
         // would be unhooked by the bind, and each unhooking waits for an RCU grace period.
         let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
@@ -253,11 +264,17 @@ impl Source {
             return Err(io::Error::last_os_error());
         }
         socket.attach_filter(&SENT_AS_ONE_BYTE)?;
-        // SAFETY: the name is NUL-terminated.
-        let ifindex = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-        if ifindex == 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Index 0 is every interface, those made later included.
+        let ifindex = if every_interface {
+            0
+        } else {
+            // SAFETY: the name is NUL-terminated.
+            let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+            if lo == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            lo
+        };
         // SAFETY: sockaddr_ll is plain old data, fully initialised here, and passed with its size.
         unsafe {
             let mut sll: libc::sockaddr_ll = zeroed();
@@ -384,7 +401,15 @@ impl Source {
     const NAME: &'static str = "libpcap";
     const SHOWS_SENT: bool = false;
 
-    fn open() -> io::Result<Source> {
+    fn open(every_interface: bool) -> io::Result<Source> {
+        if every_interface {
+            // libpcap's "any" device has cooked headers, not the Ethernet ones a capture here
+            // keeps.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the libpcap backend captures only `lo`; hosts' links need the default AF_PACKET backend",
+            ));
+        }
         let to_io = |e: pcap::Error| io::Error::other(e.to_string());
         // libpcap opens its packet socket in the calling thread's namespace, like the default.
         let cap = pcap::Capture::from_device("lo")

@@ -32,8 +32,9 @@ pub use timing::{
 use crate::capture::live::{self, LiveCapture};
 use crate::capture::spill::{self, CaptureFile};
 use crate::capture::{decode, Capture, LinkType, RenderOptions, WireTrace};
+use crate::network::Network;
 use crate::sandbox::{self, Isolation, SandboxError, Support};
-use crate::script::{Endpoint, Scenario, Statement, TargetSource};
+use crate::script::{Endpoint, Scenario, Statement, TargetSource, WireStatement};
 use crate::trace::Trace;
 
 /// How a scenario ended.
@@ -63,6 +64,9 @@ pub struct RunOptions {
     /// Where that file is made (the system's temporary directory when `None`). A saved capture
     /// is linked from there where it can be, so the directory captures are saved in is best.
     pub capture_dir: Option<PathBuf>,
+    /// The seed of the links' decisions, in place of the scenario's own `seed` (a run repeated
+    /// with the seed a failure report gives meets the same fates).
+    pub seed: Option<u64>,
 }
 
 /// A Rust service under test: called with every connection accepted on the target's address,
@@ -142,6 +146,8 @@ pub struct ScenarioRun {
     pub capture_note: Option<String>,
     /// The scenario's names for the addresses it used.
     pub names: BTreeMap<SocketAddr, String>,
+    /// The seed the links' decisions came from, for a scenario with hosts.
+    pub seed: Option<u64>,
 }
 
 impl ScenarioRun {
@@ -169,6 +175,7 @@ impl ScenarioRun {
             capture_file: None,
             capture_note: None,
             names: BTreeMap::new(),
+            seed: None,
         }
     }
 
@@ -362,8 +369,16 @@ fn run_isolated(
         }
     }
     let wants_capture = opts.capture || uses_wire(scenario);
+    let hosts = !host_names(scenario).is_empty();
     let (capture, note) = if wants_capture {
-        match LiveCapture::open_loopback() {
+        // With hosts, the wire is every host's link: what each host sends arrives on the near
+        // end of its link, in this namespace.
+        let open = if hosts {
+            LiveCapture::open_links()
+        } else {
+            LiveCapture::open_loopback()
+        };
+        match open {
             Ok(c) => (
                 Some(c.spill_after(
                     opts.capture_memory.unwrap_or(live::MEMORY),
@@ -436,6 +451,18 @@ fn run_in(
     };
     let timeout = scenario.settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let tolerance = Tolerance::from_env(scenario.settings.tolerance);
+    let hosts = host_names(scenario);
+    let seed = (!hosts.is_empty()).then(|| opts.seed.or(scenario.settings.seed).unwrap_or(0));
+    let network = match seed.map(|seed| Network::build(&hosts, seed)).transpose() {
+        Ok(n) => n.map(|n| Rc::new(RefCell::new(n))),
+        Err(e) => {
+            let mut failure = setup_failure("the scenario's hosts", &e.to_string());
+            failure.line = first_host_line(scenario);
+            let mut r = ScenarioRun::ended(Status::Failed(failure), started);
+            r.seed = seed;
+            return (r, Vec::new());
+        }
+    };
     let capture = capture.map(|c| Rc::new(RefCell::new(c)));
     let local = tokio::task::LocalSet::new();
     let ended = local.block_on(
@@ -447,11 +474,14 @@ fn run_in(
             capture.clone(),
             opts.services.clone(),
         )
+        .with_network(network.clone())
         .run(),
     );
     // Dropping the set cancels what is left (and the capture's reader) while the runtime that
-    // registered them still exists.
+    // registered them still exists. The wire goes after the scenario's sockets are closed, so
+    // their closing segments still cross it.
     drop(local);
+    drop(network);
     let mut note = None;
     let mut capture_file = None;
     let capture = capture.and_then(|c| Rc::try_unwrap(c).ok()).map(|c| {
@@ -482,6 +512,7 @@ fn run_in(
         capture_file,
         capture_note: note,
         names: ended.names,
+        seed,
     };
     (run, ended.connections)
 }
@@ -496,7 +527,7 @@ fn leaves_namespace_reusable(scenario: &Scenario, opts: &RunOptions) -> bool {
             Statement::Target { name, source } => {
                 matches!(source, TargetSource::Builtin(_)) && opts.services.get(name).is_none()
             }
-            Statement::Proxy { .. } => false,
+            Statement::Proxy { .. } | Statement::Wire(_) => false,
             Statement::Listen {
                 on: Endpoint::Addr(a),
                 ..
@@ -519,10 +550,35 @@ fn setup_failure(expected: &str, why: &str) -> Failure {
     }
 }
 
+/// The scenario's hosts, in the order they are declared.
+fn host_names(scenario: &Scenario) -> Vec<String> {
+    scenario
+        .steps
+        .iter()
+        .filter_map(|s| match &s.statement {
+            Statement::Wire(WireStatement::Host { name }) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The line of the scenario's first `host`, where a failure to make the hosts is reported.
+fn first_host_line(scenario: &Scenario) -> u32 {
+    scenario
+        .steps
+        .iter()
+        .find(|s| matches!(s.statement, Statement::Wire(WireStatement::Host { .. })))
+        .and_then(|s| s.origin.as_ref())
+        .map_or(0, |o| o.line)
+}
+
 /// What in the scenario needs a private namespace, if anything.
 fn needs_isolation(scenario: &Scenario) -> Option<String> {
     if let Some((key, value)) = scenario.settings.sysctls.first() {
         return Some(format!("`sysctl {key}={value}`"));
+    }
+    if let Some(host) = host_names(scenario).first() {
+        return Some(format!("`host {host}` (a network namespace per host)"));
     }
     uses_wire(scenario)
         .then(|| "`expect wire` (a capture of the scenario's own traffic)".to_string())

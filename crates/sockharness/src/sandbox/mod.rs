@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 use thiserror::Error;
 
 pub use forget::forget_connections;
+pub(crate) use netns::fresh_netns;
 pub use netns::{
     enter_private_netns, enter_reusable_netns, hand_back_netns, misspelt_sysctl, set_sysctl,
 };

@@ -83,7 +83,7 @@ fn enter(reuse: bool) -> Result<(), SandboxError> {
 }
 
 /// Moves the calling thread into a namespace made now, and brings its loopback up.
-pub(super) fn fresh_netns() -> Result<(), SandboxError> {
+pub(crate) fn fresh_netns() -> Result<(), SandboxError> {
     // SAFETY: unshare has no memory preconditions and affects only the calling thread.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) }).map_err(|source| {
         SandboxError::Namespace {

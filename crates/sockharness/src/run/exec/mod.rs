@@ -9,6 +9,7 @@
 
 mod background;
 mod capture;
+mod network;
 mod properties;
 mod statements;
 mod targets;
@@ -187,9 +188,20 @@ pub(crate) struct Exec<'a> {
     timeout: Duration,
     tolerance: Tolerance,
     start: Instant,
+    /// The scenario's hosts and links, where it has any.
+    network: Option<Rc<RefCell<crate::network::Network>>>,
 }
 
 impl<'a> Exec<'a> {
+    /// Runs the scenario's sockets on these hosts.
+    pub(crate) fn with_network(
+        mut self,
+        network: Option<Rc<RefCell<crate::network::Network>>>,
+    ) -> Self {
+        self.network = network;
+        self
+    }
+
     pub(crate) fn new(
         scenario: &'a Scenario,
         timeout: Duration,
@@ -207,6 +219,7 @@ impl<'a> Exec<'a> {
             timeout,
             tolerance,
             start: Instant::now(),
+            network: None,
         }
     }
 
@@ -356,6 +369,7 @@ impl<'a> Exec<'a> {
                 op,
                 value,
             } => return self.expect_wire(step, from, to, measure, *op, *value).await,
+            Statement::Wire(w) => return self.wire_statement(step, w).await,
             _ => {}
         }
         // `sleep` is deliberate waiting, not a blocking call: the deadline does not apply.

@@ -21,14 +21,35 @@ impl Exec<'_> {
                 backlog,
                 opts,
             } => {
-                let addr = self.endpoint(on).map_err(failed)?;
-                let s = sock::listen(addr, *backlog, opts).map_err(failed)?;
+                // On a host: at the host's address, in its namespace.
+                let host = match on {
+                    Endpoint::Name(n) => self.host(n),
+                    Endpoint::Addr(_) => None,
+                };
+                let addr = match host {
+                    Some(h) => {
+                        let ip = self.network.as_ref().map(|n| n.borrow().addr(h));
+                        SocketAddr::from((ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED), 0))
+                    }
+                    None => self.endpoint(on).map_err(failed)?,
+                };
+                let s = self
+                    .on_host(host, || sock::listen(addr, *backlog, opts))
+                    .map_err(failed)?;
                 shared.borrow_mut().register(name, Rc::new(s));
                 done(Ok(()))
             }
-            Statement::Connect { name, to, opts } => {
+            Statement::Connect {
+                name,
+                from,
+                to,
+                opts,
+            } => {
                 let addr = self.endpoint(to).map_err(failed)?;
-                let (s, early) = sock::start_connect(addr, opts).map_err(failed)?;
+                let host = from.as_deref().and_then(|h| self.host(h));
+                let (s, early) = self
+                    .on_host(host, || sock::start_connect(addr, opts))
+                    .map_err(failed)?;
                 let s = Rc::new(s);
                 shared.borrow_mut().register(name, s.clone());
                 if let Some(e) = early {
@@ -277,6 +298,7 @@ impl Exec<'_> {
             | Statement::ExpectPending { .. }
             | Statement::ExpectProperty { .. }
             | Statement::ExpectWire { .. }
+            | Statement::Wire(_)
             | Statement::ExpectTarget { .. } => {
                 unreachable!("handled by Exec::step before start() is called")
             }

@@ -1,0 +1,325 @@
+//! The forwarder: a thread that reads every frame a host sends (from the scenario-side end of
+//! its veth pair, through an AF_PACKET socket), asks the link what becomes of it, and writes the
+//! copies that survive to the receiving host's veth when their time comes.
+//!
+//! A thread of its own, not a task on the scenario's runtime: a delay line keeps its times
+//! while the scenario's statements run, and the scenario's blocking calls do not wait behind
+//! the wire's work.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+use super::link::{Direction, PacketId, REORDER_HOLD};
+
+/// The largest frame read: a 65535-byte MTU and its Ethernet header.
+const MAX_FRAME: usize = 65536 + 14;
+/// Frames read from one socket before the others get a turn.
+const BURST: usize = 64;
+
+/// One host as the forwarder sees it: the socket on its link's far end, its address and the
+/// MAC address of its interface.
+pub(crate) struct Port {
+    pub(crate) socket: OwnedFd,
+    pub(crate) addr: std::net::Ipv4Addr,
+    pub(crate) mac: [u8; 6],
+}
+
+/// What the forwarder and the scenario share: each direction's impairments and counts.
+#[derive(Default)]
+pub(crate) struct Links {
+    /// By (sending host, receiving host), numbered as the ports are.
+    pub(crate) dirs: HashMap<(u8, u8), Direction>,
+}
+
+/// The running forwarder; dropping it stops the thread.
+pub(crate) struct Forwarder {
+    links: Arc<Mutex<Links>>,
+    stop: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Starts forwarding between `ports` (host `i` is `ports[i]`) as `links` say.
+    pub(crate) fn start(ports: Vec<Port>, links: Arc<Mutex<Links>>) -> io::Result<Forwarder> {
+        // SAFETY: eventfd has no memory preconditions; the descriptor is owned at once.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor just made and owned by nothing else.
+        let stop: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) };
+        let wake = stop.try_clone()?;
+        let shared = links.clone();
+        let thread = std::thread::Builder::new()
+            .name("sockharness-wire".into())
+            .spawn(move || Run::new(ports, shared).forward(&wake))?;
+        Ok(Forwarder {
+            links,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The links, to change their impairments or read their counts.
+    pub(crate) fn links(&self) -> MutexGuard<'_, Links> {
+        lock(&self.links)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd.
+        unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock(links: &Mutex<Links>) -> MutexGuard<'_, Links> {
+    // A panic elsewhere leaves the counts as they were: still worth reading.
+    links.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A frame waiting for its time.
+struct Due {
+    at: Instant,
+    order: u64,
+    to: u8,
+    frame: Vec<u8>,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+struct Run {
+    ports: Vec<Port>,
+    links: Arc<Mutex<Links>>,
+    epoch: Instant,
+    queue: BinaryHeap<Reverse<Due>>,
+    /// Per direction, a frame held back by `reorder` until the next one passes, and the latest
+    /// it waits.
+    held: HashMap<(u8, u8), (Due, Instant)>,
+    order: u64,
+}
+
+impl Run {
+    fn new(ports: Vec<Port>, links: Arc<Mutex<Links>>) -> Run {
+        Run {
+            ports,
+            links,
+            epoch: Instant::now(),
+            queue: BinaryHeap::new(),
+            held: HashMap::new(),
+            order: 0,
+        }
+    }
+
+    fn forward(mut self, stop: &OwnedFd) {
+        let mut buf = vec![0u8; MAX_FRAME];
+        let mut fds: Vec<libc::pollfd> = self
+            .ports
+            .iter()
+            .map(|p| p.socket.as_raw_fd())
+            .chain([stop.as_raw_fd()])
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        loop {
+            let now = Instant::now();
+            self.release(now);
+            let next = self
+                .queue
+                .peek()
+                .map(|Reverse(d)| d.at)
+                .into_iter()
+                .chain(self.held.values().map(|(_, until)| *until))
+                .min();
+            let wait = next.map_or(-1, |t| {
+                // Rounded up, so that a frame is never sent before its time.
+                let us = t.saturating_duration_since(now).as_micros();
+                i32::try_from(us.div_ceil(1000)).unwrap_or(i32::MAX)
+            });
+            // SAFETY: `fds` is a live array of pollfd of the length given.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return;
+            }
+            if fds.last().is_some_and(|f| f.revents != 0) {
+                return;
+            }
+            let ready: Vec<usize> = (0..self.ports.len())
+                .filter(|i| fds[*i].revents & libc::POLLIN != 0)
+                .collect();
+            for i in ready {
+                self.read(i, &mut buf);
+            }
+        }
+    }
+
+    /// Reads what host `from` sent, up to a burst.
+    fn read(&mut self, from: usize, buf: &mut [u8]) {
+        for _ in 0..BURST {
+            let fd = self.ports[from].socket.as_raw_fd();
+            // SAFETY: reads at most `buf.len()` bytes into `buf`.
+            let n =
+                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            let Ok(n) = usize::try_from(n) else { return };
+            self.arrived(from as u8, &buf[..n]);
+        }
+    }
+
+    fn arrived(&mut self, from: u8, frame: &[u8]) {
+        let Some((to, id)) = self.identify(frame) else {
+            return;
+        };
+        let now = Instant::now();
+        let fate = {
+            let mut links = lock(&self.links);
+            // No link between them: the frame goes nowhere, as on a network they do not share.
+            let Some(dir) = links.dirs.get_mut(&(from, to)) else {
+                return;
+            };
+            dir.decide(&id, now - self.epoch)
+        };
+        let mut frame = frame.to_vec();
+        if let Some((byte, bit)) = fate.flip {
+            frame[byte] ^= bit;
+        }
+        let mut copies = fate.copies.iter().map(|w| now + *w);
+        let Some(first) = copies.next() else { return };
+        let dup: Vec<Instant> = copies.collect();
+        for at in dup {
+            let due = self.due(at, to, frame.clone());
+            self.queue.push(Reverse(due));
+        }
+        let due = self.due(first, to, frame);
+        let held = self.held.remove(&(from, to));
+        if fate.reordered {
+            // This one waits for the next; one already waiting goes now, ahead of it.
+            if let Some((h, _)) = held {
+                self.queue.push(Reverse(h));
+            }
+            let until = due.at + REORDER_HOLD;
+            self.held.insert((from, to), (due, until));
+            return;
+        }
+        let at = due.at;
+        self.queue.push(Reverse(due));
+        // A frame held back goes right behind this one.
+        if let Some((mut h, _)) = held {
+            h.at = h.at.max(at);
+            h.order = self.next_order();
+            self.queue.push(Reverse(h));
+        }
+    }
+
+    fn next_order(&mut self) -> u64 {
+        self.order += 1;
+        self.order
+    }
+
+    fn due(&mut self, at: Instant, to: u8, frame: Vec<u8>) -> Due {
+        Due {
+            at,
+            order: self.next_order(),
+            to,
+            frame,
+        }
+    }
+
+    /// Sends every frame whose time has come, and held frames that waited long enough.
+    fn release(&mut self, now: Instant) {
+        let expired: Vec<(u8, u8)> = self
+            .held
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some((due, _)) = self.held.remove(&k) {
+                self.queue.push(Reverse(due));
+            }
+        }
+        while self.queue.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            let Some(Reverse(mut d)) = self.queue.pop() else {
+                break;
+            };
+            let port = &self.ports[usize::from(d.to)];
+            // The receiving interface takes only frames addressed to it.
+            d.frame[..6].copy_from_slice(&port.mac);
+            // SAFETY: sends `d.frame.len()` bytes from a live buffer. A full queue drops the
+            // frame, as a real link would.
+            unsafe {
+                libc::send(
+                    port.socket.as_raw_fd(),
+                    d.frame.as_ptr().cast(),
+                    d.frame.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+        }
+    }
+
+    /// The host a frame is for, and what the link needs to know of it; `None` for a frame that
+    /// is no IPv4 packet to another host.
+    fn identify(&self, frame: &[u8]) -> Option<(u8, PacketId)> {
+        let packet = SlicedPacket::from_ethernet(frame).ok()?;
+        let Some(NetSlice::Ipv4(ip)) = &packet.net else {
+            return None;
+        };
+        let dst = ip.header().destination_addr();
+        let to = self.ports.iter().position(|p| p.addr == dst)?;
+        let header = ip.header().slice().len();
+        let l4 = 14 + header;
+        let (flow, seq, flags) = match &packet.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                let flags = t.slice()[13];
+                (
+                    (6, t.source_port(), t.destination_port()),
+                    t.sequence_number(),
+                    flags,
+                )
+            }
+            Some(TransportSlice::Udp(u)) => ((17, u.source_port(), u.destination_port()), 0, 0),
+            _ => ((ip.header().protocol().0, 0, 0), 0, 0),
+        };
+        Some((
+            to as u8,
+            PacketId {
+                flow,
+                seq,
+                flags,
+                len: frame.len() as u32,
+                l4: (l4.min(frame.len()), frame.len()),
+            },
+        ))
+    }
+}

@@ -1,0 +1,119 @@
+//! Hosts and links: `host`, `link` and `expect link`, and where a host's sockets are made.
+
+use super::*;
+use crate::script::WireStatement;
+
+impl Exec<'_> {
+    pub(super) async fn wire_statement(
+        &mut self,
+        step: &Step,
+        w: &WireStatement,
+    ) -> Result<(), Failure> {
+        let at = Instant::now();
+        let Some(network) = self.network.clone() else {
+            // The run makes the hosts before the first statement wherever it runs any.
+            return Err(self.fail(step, no_network()));
+        };
+        match w {
+            WireStatement::Host { name } => {
+                let net = network.borrow();
+                let addr = net.host(name).map(|i| net.addr(i));
+                let detail = addr.map(|a| format!("address {a}"));
+                self.conclude(step, &Actual::Done(detail), at, at.elapsed())
+            }
+            WireStatement::Link {
+                from,
+                to,
+                both,
+                impairments,
+            } => {
+                let actual = match self.hosts_of(from, to) {
+                    Some((a, b)) => match network.borrow_mut().link(a, b, *both, impairments) {
+                        Ok(()) => Actual::Done(None),
+                        Err(e) => Actual::Failed(e),
+                    },
+                    None => Actual::Internal(format!("no host `{from}` or `{to}`")),
+                };
+                self.conclude(step, &actual, at, at.elapsed())
+            }
+            WireStatement::ExpectLink {
+                from,
+                to,
+                counter,
+                op,
+                value,
+            } => {
+                let Some((a, b)) = self.hosts_of(from, to) else {
+                    return Err(self.fail(step, no_network()));
+                };
+                // The forwarder counts as frames come; those already on their way get until
+                // the slack, as wire expectations do.
+                let settle = self.tolerance.slack(Duration::ZERO).min(self.timeout);
+                loop {
+                    let counts = network.borrow().counts(a, b);
+                    let got = counts.map_or(0, |c| c.get(*counter));
+                    let holds = op.holds(&got, value);
+                    if holds || at.elapsed() >= settle {
+                        let what = counter.name();
+                        let observed = match counts {
+                            Some(_) => format!("{got} {what} {from} -> {to}"),
+                            None => format!("no link {from} -> {to}, so 0 {what}"),
+                        };
+                        self.record(
+                            step,
+                            Outcome::Observed {
+                                value: observed.clone(),
+                            },
+                            at,
+                            at.elapsed(),
+                        );
+                        if holds {
+                            return Ok(());
+                        }
+                        return Err(self.fail(
+                            step,
+                            Mismatch {
+                                kind: FailureKind::Wire,
+                                expected: format!("{what} {from} -> {to} {} {value}", op.symbol()),
+                                actual: observed,
+                                detail: None,
+                            },
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+
+    fn hosts_of(&self, from: &str, to: &str) -> Option<(usize, usize)> {
+        let net = self.network.as_ref()?.borrow();
+        Some((net.host(from)?, net.host(to)?))
+    }
+
+    /// The host `name`, if it is one.
+    pub(super) fn host(&self, name: &str) -> Option<usize> {
+        self.network.as_ref()?.borrow().host(name)
+    }
+
+    /// Runs `f` in host `host`'s namespace, or where the thread is for `None`.
+    pub(super) fn on_host<T>(
+        &self,
+        host: Option<usize>,
+        f: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        match (host, &self.network) {
+            (Some(h), Some(net)) => net.borrow().within(h, f),
+            _ => f(),
+        }
+    }
+}
+
+fn no_network() -> Mismatch {
+    Mismatch {
+        kind: FailureKind::Setup,
+        expected: "the scenario's hosts".into(),
+        actual: "they were not made".into(),
+        detail: None,
+    }
+}
