@@ -260,6 +260,13 @@ fn hostless(ps: &ParsedStep, hosts: &HashSet<&str>) -> Option<Problem> {
             Some(_) => return None,
             None => (name, format!("connect {name} from HOST to ...")),
         },
+        Statement::Target { name, .. } | Statement::Proxy { name, .. } => {
+            let what = verb(&ps.step.statement);
+            return Some(
+                Problem::new(span, format!("`{name}`: a {what} cannot be on a host"))
+                    .hint("targets and proxies run on the loopback of scenarios without hosts"),
+            );
+        }
         _ => return None,
     };
     Some(

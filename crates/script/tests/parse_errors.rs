@@ -371,3 +371,78 @@ fn a_command_with_a_nul_byte_is_an_error() {
     assert_eq!(positions(&d), [(1, 14)]);
     assert!(d.problems[0].message.contains("NUL byte"), "{d}");
 }
+
+#[test]
+fn hosts_and_links_are_checked_where_they_are_written() {
+    let text = "\
+host a
+host b
+link a a
+link a c
+link a b loss 101%
+link a -> b
+link a b delay 1ms jitter 2ms
+link a b mtu 10
+link a b rate 0/s
+link a b losss 5%
+link a b loss 5.12345%
+listen srv
+listen srv2 on b
+connect cli to srv2
+connect c2 from zz to srv2
+expect link a -> b droped == 1
+target t builtin echo
+seed 1
+seed 2
+";
+    let d = problems(text.as_bytes());
+    let messages: Vec<(usize, String)> = d
+        .problems
+        .iter()
+        .map(|p| (d.position(p).line, p.message.clone()))
+        .collect();
+    let expect = [
+        (3, "a link joins two different hosts"),
+        (4, "`c` is not defined"),
+        (5, "101% is more than 100%"),
+        (6, "expected an impairment for the one direction"),
+        (7, "the jitter is larger than the delay"),
+        (8, "an MTU is from 68 to 65535 bytes"),
+        (9, "a rate of 0 passes nothing"),
+        (10, "unknown impairment `losss`"),
+        (11, "a percentage has at most four decimals"),
+        (12, "`srv` is on no host"),
+        (14, "`cli` is on no host"),
+        (15, "`zz` is not defined"),
+        (16, "unknown counter `droped`"),
+        (17, "`t`: a target cannot be on a host"),
+        (19, "`seed` is set twice"),
+    ];
+    for (line, message) in expect {
+        assert!(
+            messages
+                .iter()
+                .any(|(l, m)| *l == line && m.contains(message)),
+            "line {line}: no `{message}` in {messages:#?}"
+        );
+    }
+    assert_eq!(messages.len(), expect.len(), "{messages:#?}");
+    // The hint says how to put a socket on a host.
+    assert!(d.to_string().contains("`listen srv on HOST`"), "{d}");
+}
+
+#[test]
+fn hosts_only_name_hosts() {
+    let d = problems(b"host a\nlisten srv on a\nlink a srv\n");
+    assert!(
+        d.to_string()
+            .contains("`srv` is a listener, expected a host"),
+        "{d}"
+    );
+    let d = problems(b"listen srv\nconnect c from srv to srv\n");
+    assert!(
+        d.to_string()
+            .contains("`srv` is a listener, expected a host"),
+        "{d}"
+    );
+}

@@ -49,6 +49,12 @@ fn render_raw(path: &str, run: &ScenarioRun) -> String {
                     let _ = writeln!(out, "  {line}");
                 }
             }
+            if let Some(seed) = run.seed {
+                let _ = writeln!(
+                    out,
+                    "  seed:      {seed} (`run --seed {seed}` repeats the links' decisions)"
+                );
+            }
             let trace = run.trace.render();
             let lines: Vec<&str> = trace.lines().collect();
             if lines.is_empty() {

@@ -129,6 +129,10 @@ struct RunArgs {
     /// a server already running on the loopback. Repeatable.
     #[arg(long = "target", value_name = "NAME=COMMAND", value_parser = parse_target)]
     targets: Vec<(String, TargetSource)>,
+    /// The seed of every random decision of the scenarios' links, in place of their own `seed`
+    /// (a failure report gives the one it ran with).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
 }
 
 /// `NAME=COMMAND` or `NAME=@ADDR`.
@@ -405,6 +409,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         // A capture too big for memory is written where it will be kept, so keeping it is a
         // link, not a copy.
         capture_dir: args.pcap_dir.clone(),
+        seed: args.seed,
         ..RunOptions::default()
     };
     let jobs = args.jobs.map_or_else(suite::default_jobs, usize::from);

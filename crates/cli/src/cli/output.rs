@@ -126,6 +126,7 @@ pub fn json(rows: &[(&Source, &ScenarioRun)], saved: &[Saved]) -> String {
                 "failure": failure,
                 "duration_ms": r.duration.as_secs_f64() * 1000.0,
                 "isolated": r.isolated,
+                "seed": r.seed,
                 "capture": {
                     "pcap": saved.pcap.as_ref().map(|p| p.display().to_string()),
                     "note": r.capture_note,
