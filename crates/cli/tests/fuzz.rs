@@ -298,9 +298,13 @@ fn ctrl_c_stops_the_run_and_its_server() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let r = child.wait_with_output().expect("it exits");
     let stdout = text(&r.stdout);
-    // 128 + SIGINT, after the report.
-    assert_eq!(r.status.code(), Some(130), "{stdout}\n{}", text(&r.stderr));
-    assert!(stdout.contains("interrupted"), "{stdout}");
+    // 128 + SIGINT, after the report (or, before any input ran, after saying so).
+    let stderr = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("interrupted") || stderr.contains("interrupted before anything"),
+        "{stdout}\n{stderr}"
+    );
     assert!(
         marked(&mark).is_empty(),
         "the server outlived the run: {:?}",
@@ -505,4 +509,49 @@ fn has_children(pid: u32) -> bool {
     tasks.into_iter().flatten().flatten().any(|task| {
         std::fs::read_to_string(task.path().join("children")).is_ok_and(|c| !c.trim().is_empty())
     })
+}
+
+/// Ctrl-C before any input ran (the server still starting, or calibration under way) says so,
+/// with the interrupt's status: not "no seeds", not a success.
+#[test]
+fn ctrl_c_before_fuzzing_says_nothing_was_fuzzed() {
+    use std::io::BufRead;
+    let out = tempfile::tempdir().expect("temp dir");
+    let cmd = format!("sleep 5; exec {}", server("echo"));
+    let seed = seed("echo");
+    let mut child = Command::new(bin())
+        .args([
+            "fuzz",
+            "--cmd",
+            &cmd,
+            "--seed-scenario",
+            &seed,
+            "--time",
+            "60s",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("fuzz: "));
+    assert!(started, "no start line");
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let r = child.wait_with_output().expect("it exits");
+    let rest = format!("{}\n{}", rest.join("\n"), text(&r.stdout));
+    assert_eq!(r.status.code(), Some(130), "{rest}");
+    assert!(
+        rest.contains("interrupted before anything was fuzzed"),
+        "{rest}"
+    );
+    assert!(!rest.contains("no seeds"), "{rest}");
 }

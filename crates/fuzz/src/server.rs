@@ -94,6 +94,10 @@ impl Running {
             .map_err(|e| FuzzError::Server(format!("cannot start `{command}`: {e}")))?;
         let started = Instant::now();
         while !target::listening(port) {
+            if super::interrupted() {
+                p.terminate(target::TERM_GRACE);
+                return Err(FuzzError::Interrupted);
+            }
             if let Some(status) = p.exited() {
                 return Err(FuzzError::Server(format!(
                     "`{command}` exited ({status}) before it listened on port {port}{}",
