@@ -8,13 +8,15 @@ use sockharness::run::{run, Status};
 use sockharness::script::parse;
 
 /// The kind each scenario's failure must have (`FailureKind::name`).
-const KINDS: [(&str, &str); 19] = [
+const KINDS: [(&str, &str); 21] = [
     ("accept-forever", "timed_out"),
     ("background-expectation", "data"),
     ("blocks-forever", "timed_out"),
     ("data-not-eof", "eof"),
     ("exact-cut-short", "eof"),
     ("forgotten-background", "background"),
+    ("link-delay-too-slow", "timing"),
+    ("link-down-delivers-nothing", "wire"),
     ("not-pending", "timing"),
     ("pending-after-wait", "timing"),
     ("refused-is-not-pending", "timing"),

@@ -127,6 +127,7 @@ pub fn json(rows: &[(&Source, &ScenarioRun)], saved: &[Saved]) -> String {
                 "duration_ms": r.duration.as_secs_f64() * 1000.0,
                 "isolated": r.isolated,
                 "seed": r.seed,
+                "links": r.links,
                 "capture": {
                     "pcap": saved.pcap.as_ref().map(|p| p.display().to_string()),
                     "note": r.capture_note,

@@ -57,7 +57,7 @@ impl Impairments {
 }
 
 /// What a link did so far, per [`LinkCounter`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Packets dropped.
     pub dropped: u64,

@@ -16,7 +16,7 @@
 //! caught by the receiving kernel, as on a real wire.
 
 pub(crate) mod forward;
-pub(crate) mod link;
+pub mod link;
 mod netlink;
 
 use std::fs::File;
@@ -29,6 +29,17 @@ use crate::script::Impairment;
 use forward::{Forwarder, Links, Port};
 use link::{Counts, Direction};
 use netlink::Rtnl;
+
+/// What one direction of a link did in a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkCounts {
+    /// The sending host.
+    pub from: String,
+    /// The receiving host.
+    pub to: String,
+    /// What the link did to the packets from `from` to `to`.
+    pub counts: Counts,
+}
 
 /// The most hosts a scenario may have: one /24 of addresses.
 pub(crate) const MAX_HOSTS: usize = 250;
@@ -68,7 +79,11 @@ fn context(what: String) -> impl FnOnce(io::Error) -> io::Error {
 impl Network {
     /// Makes the hosts named, in the calling thread's namespace (a private one): no host is
     /// joined to another until [`Network::link`].
-    pub(crate) fn build(names: &[String], seed: u64) -> io::Result<Network> {
+    pub(crate) fn build(
+        names: &[String],
+        seed: u64,
+        sysctls: &[(String, String)],
+    ) -> io::Result<Network> {
         if names.len() > MAX_HOSTS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -91,7 +106,7 @@ impl Network {
         let mut ports = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let made = |what: &str| context(format!("making host {name}: {what}"));
-            let ns = new_namespace().map_err(made("a network namespace"))?;
+            let ns = new_namespace(sysctls).map_err(made("a network namespace"))?;
             let near = format!("sh{}", i + 1);
             rtnl.veth(&near, "eth0", ns.as_raw_fd())
                 .map_err(made("a veth pair"))?;
@@ -181,6 +196,20 @@ impl Network {
             .map_err(context(format!("setting {name}'s MTU to {mtu}")))
     }
 
+    /// Every direction joined so far, by host names, with what it did, in host order.
+    pub(crate) fn report(&self) -> Vec<LinkCounts> {
+        let links = self.forwarder.links();
+        let mut dirs: Vec<_> = links.dirs.iter().collect();
+        dirs.sort_by_key(|(k, _)| **k);
+        dirs.into_iter()
+            .map(|((a, b), d)| LinkCounts {
+                from: self.hosts[usize::from(*a)].name.clone(),
+                to: self.hosts[usize::from(*b)].name.clone(),
+                counts: d.counts,
+            })
+            .collect()
+    }
+
     /// What the link from `from` to `to` did so far; `None` where there is none.
     pub(crate) fn counts(&self, from: usize, to: usize) -> Option<Counts> {
         self.forwarder
@@ -234,18 +263,24 @@ fn no_ipv6() {
     }
 }
 
-/// A new network namespace, its loopback up and IPv6 off, made on a thread of its own so that
-/// the caller stays where it is.
-fn new_namespace() -> io::Result<File> {
-    std::thread::Builder::new()
-        .name("sockharness-host".into())
-        .spawn(|| {
-            crate::sandbox::fresh_netns().map_err(io::Error::other)?;
-            no_ipv6();
-            File::open("/proc/thread-self/ns/net")
-        })?
-        .join()
-        .map_err(|_| io::Error::other("the namespace thread panicked"))?
+/// A new network namespace, its loopback up, IPv6 off and the scenario's sysctls set (the
+/// scenario's settings are every host's), made on a thread of its own so that the caller stays
+/// where it is.
+fn new_namespace(sysctls: &[(String, String)]) -> io::Result<File> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sockharness-host".into())
+            .spawn_scoped(scope, || {
+                crate::sandbox::fresh_netns().map_err(io::Error::other)?;
+                no_ipv6();
+                for (key, value) in sysctls {
+                    crate::sandbox::set_sysctl(key, value).map_err(io::Error::other)?;
+                }
+                File::open("/proc/thread-self/ns/net")
+            })?
+            .join()
+            .map_err(|_| io::Error::other("the namespace thread panicked"))?
+    })
 }
 
 /// A packet socket bound to interface `index`, reading what arrives there and not what this

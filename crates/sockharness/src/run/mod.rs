@@ -32,6 +32,8 @@ pub use timing::{
 use crate::capture::live::{self, LiveCapture};
 use crate::capture::spill::{self, CaptureFile};
 use crate::capture::{decode, Capture, LinkType, RenderOptions, WireTrace};
+pub use crate::network::link::Counts;
+pub use crate::network::LinkCounts;
 use crate::network::Network;
 use crate::sandbox::{self, Isolation, SandboxError, Support};
 use crate::script::{Endpoint, Scenario, Statement, TargetSource, WireStatement};
@@ -148,6 +150,8 @@ pub struct ScenarioRun {
     pub names: BTreeMap<SocketAddr, String>,
     /// The seed the links' decisions came from, for a scenario with hosts.
     pub seed: Option<u64>,
+    /// What each direction of each link did, for a scenario with hosts.
+    pub links: Vec<LinkCounts>,
 }
 
 impl ScenarioRun {
@@ -176,6 +180,7 @@ impl ScenarioRun {
             capture_note: None,
             names: BTreeMap::new(),
             seed: None,
+            links: Vec::new(),
         }
     }
 
@@ -453,7 +458,10 @@ fn run_in(
     let tolerance = Tolerance::from_env(scenario.settings.tolerance);
     let hosts = host_names(scenario);
     let seed = (!hosts.is_empty()).then(|| opts.seed.or(scenario.settings.seed).unwrap_or(0));
-    let network = match seed.map(|seed| Network::build(&hosts, seed)).transpose() {
+    let network = match seed
+        .map(|seed| Network::build(&hosts, seed, &scenario.settings.sysctls))
+        .transpose()
+    {
         Ok(n) => n.map(|n| Rc::new(RefCell::new(n))),
         Err(e) => {
             let mut failure = setup_failure("the scenario's hosts", &e.to_string());
@@ -481,7 +489,7 @@ fn run_in(
     // registered them still exists. The wire goes after the scenario's sockets are closed, so
     // their closing segments still cross it.
     drop(local);
-    drop(network);
+    let links = network.map(|n| n.borrow().report()).unwrap_or_default();
     let mut note = None;
     let mut capture_file = None;
     let capture = capture.and_then(|c| Rc::try_unwrap(c).ok()).map(|c| {
@@ -513,6 +521,7 @@ fn run_in(
         capture_note: note,
         names: ended.names,
         seed,
+        links,
     };
     (run, ended.connections)
 }

@@ -59,14 +59,10 @@ impl Exec<'_> {
                             Some(_) => format!("{got} {what} {from} -> {to}"),
                             None => format!("no link {from} -> {to}, so 0 {what}"),
                         };
-                        self.record(
-                            step,
-                            Outcome::Observed {
-                                value: observed.clone(),
-                            },
-                            at,
-                            at.elapsed(),
-                        );
+                        let shown = super::capture::held_as(holds, *op, *value, &observed, || {
+                            format!("{what} {from} -> {to}")
+                        });
+                        self.record(step, Outcome::Observed { value: shown }, at, at.elapsed());
                         if holds {
                             return Ok(());
                         }
