@@ -399,6 +399,9 @@ mod tests {
             Statement::Wire(WireStatement::Host { .. }) => "host",
             Statement::Wire(WireStatement::Link { .. }) => "link",
             Statement::Wire(WireStatement::ExpectLink { .. }) => "expect-link",
+            Statement::Wire(WireStatement::Drop { .. }) => "drop",
+            Statement::Wire(WireStatement::Hold { .. }) => "hold",
+            Statement::Wire(WireStatement::Release { .. }) => "release",
         }
     }
 
@@ -430,6 +433,21 @@ mod tests {
                 SockOpts::default(),
             )
             .expect_link("a", "b", LinkCounter::Dropped, CompareOp::Ge, 0)
+            .statement(Statement::Wire(WireStatement::Drop {
+                from: "cli".into(),
+                to: "b".into(),
+                flags: "SA".into(),
+                count: 2,
+            }))
+            .statement(Statement::Wire(WireStatement::Hold {
+                from: "a".into(),
+                to: "srv".into(),
+                flags: "A".into(),
+            }))
+            .statement(Statement::Wire(WireStatement::Release {
+                from: "a".into(),
+                to: "srv".into(),
+            }))
             .build();
         let kinds: Vec<&str> = built.steps.iter().map(|s| kind(&s.statement)).collect();
         assert!(kinds.contains(&"host") && kinds.contains(&"link"));
@@ -441,6 +459,10 @@ mod tests {
         );
         assert!(text.contains("link a -> b down clear\n"), "{text}");
         assert!(text.contains("connect cli from a to srv\n"), "{text}");
+        assert!(
+            text.contains("drop cli -> b SA count 2\nhold a -> srv A\nrelease a -> srv\n"),
+            "{text}"
+        );
         assert_eq!(
             parse("built", text.as_bytes()).unwrap(),
             built,

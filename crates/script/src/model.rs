@@ -267,6 +267,36 @@ pub enum WireStatement {
         /// What is changed, in order.
         impairments: Vec<Impairment>,
     },
+    /// `drop X -> Y [FLAGS] [count N]`: the next N packets (1 without `count`) from X to Y
+    /// whose TCP flags include every letter of FLAGS are dropped. X and Y are hosts, sockets or
+    /// listeners.
+    Drop {
+        /// Where the packets come from.
+        from: String,
+        /// Where they go.
+        to: String,
+        /// Flag letters every dropped packet has (`SFRPAUEC`); empty matches every packet.
+        flags: String,
+        /// How many packets are dropped.
+        count: u64,
+    },
+    /// `hold X -> Y [FLAGS]`: matching packets are held, in order, until `release X -> Y`.
+    Hold {
+        /// Where the packets come from.
+        from: String,
+        /// Where they go.
+        to: String,
+        /// Flag letters every held packet has; empty matches every packet.
+        flags: String,
+    },
+    /// `release X -> Y`: the packets held from X to Y go on, in the order they came, and no
+    /// more are held.
+    Release {
+        /// Where the packets come from.
+        from: String,
+        /// Where they go.
+        to: String,
+    },
     /// `expect link A -> B COUNTER OP N`: a check on what the link from A to B did so far.
     ExpectLink {
         /// The sending host.

@@ -161,6 +161,29 @@ impl Display for WireStatement {
                 write!(f, "link {from}{arrow}{to}")?;
                 impairments.iter().try_for_each(|i| write!(f, " {i}"))
             }
+            WireStatement::Drop {
+                from,
+                to,
+                flags,
+                count,
+            } => {
+                write!(f, "drop {from} -> {to}")?;
+                if !flags.is_empty() {
+                    write!(f, " {flags}")?;
+                }
+                if *count != 1 {
+                    write!(f, " count {count}")?;
+                }
+                Ok(())
+            }
+            WireStatement::Hold { from, to, flags } => {
+                write!(f, "hold {from} -> {to}")?;
+                if !flags.is_empty() {
+                    write!(f, " {flags}")?;
+                }
+                Ok(())
+            }
+            WireStatement::Release { from, to } => write!(f, "release {from} -> {to}"),
             WireStatement::ExpectLink {
                 from,
                 to,

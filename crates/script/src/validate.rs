@@ -112,6 +112,9 @@ fn verb(statement: &Statement) -> &'static str {
         Statement::Wire(WireStatement::Host { .. }) => "host",
         Statement::Wire(WireStatement::Link { .. }) => "link",
         Statement::Wire(WireStatement::ExpectLink { .. }) => "expect",
+        Statement::Wire(WireStatement::Drop { .. }) => "drop",
+        Statement::Wire(WireStatement::Hold { .. }) => "hold",
+        Statement::Wire(WireStatement::Release { .. }) => "release",
     }
 }
 

@@ -446,3 +446,31 @@ fn hosts_only_name_hosts() {
         "{d}"
     );
 }
+
+#[test]
+fn drop_hold_and_release_name_hosts_sockets_or_listeners() {
+    let d = problems(
+        b"host a\nhost b\nlisten srv on b\ndrop a -> srv X\ndrop a -> srv S count 0\n\
+          hold a -> nowhere\nrelease a srv\nsleep 1ms &h\ndrop h -> a\n",
+    );
+    let messages: Vec<(usize, String)> = d
+        .problems
+        .iter()
+        .map(|p| (d.position(p).line, p.message.clone()))
+        .collect();
+    let expect = [
+        (4, "`X` is not a TCP flag"),
+        (5, "`count 0` drops nothing"),
+        (6, "`nowhere` is not defined"),
+        (7, "expected `->`"),
+        (9, "`h` is a background handle"),
+    ];
+    for (line, message) in expect {
+        assert!(
+            messages
+                .iter()
+                .any(|(l, m)| *l == line && m.contains(message)),
+            "line {line}: no `{message}` in {messages:#?}"
+        );
+    }
+}

@@ -219,3 +219,30 @@ fn the_seed_decides_which_packets_meet_which_fate() {
     assert_eq!(answered(1), Some(first.clone()));
     assert_ne!(answered(2), Some(first));
 }
+
+/// `drop` takes exactly the packets it names, however many are sent: here the first two SYNs
+/// of one client (so its connect takes the first two retransmission timeouts) and nothing of
+/// the other's.
+#[test]
+fn drop_takes_the_next_packets_with_its_flags() {
+    let Some(r) = run_seeded(
+        "timeout 5s\nhost a\nhost b\nlink a b\nlisten srv on b\n\
+         connect other from a to srv\ndrop a -> srv S count 2\n\
+         connect cli from a to srv == ok within 4s\n\
+         expect wire cli -> srv count S == 3\nexpect wire other -> srv count S == 1\n\
+         expect link a -> b dropped == 2\n",
+        0,
+    ) else {
+        return;
+    };
+    let took = r
+        .trace
+        .events
+        .iter()
+        .find(|e| e.statement.starts_with("connect cli"))
+        .expect("in the trace")
+        .elapsed_us;
+    // Two SYN retransmission timeouts of a second at least each (newer kernels keep the first
+    // few at a second: net.ipv4.tcp_syn_linear_timeouts).
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+}

@@ -285,18 +285,8 @@ impl LineParser<'_> {
         let measure = if self.eat_ident("bytes") {
             WireMeasure::Bytes
         } else if self.eat_ident("count") {
-            match self.peek().cloned() {
-                Some(Tok::Ident(flags)) => {
-                    if let Some(bad) = flags.chars().find(|c| !"SFRPAUEC".contains(*c)) {
-                        return Err(Problem::new(
-                            self.span(),
-                            format!("`{bad}` is not a TCP flag"),
-                        )
-                        .hint("flags are S (SYN), F (FIN), R (RST), P (PSH), A (ACK), U, E, C"));
-                    }
-                    self.pos += 1;
-                    WireMeasure::Count(flags)
-                }
+            match self.peek() {
+                Some(Tok::Ident(_)) => WireMeasure::Count(self.tcp_flags()?),
                 _ => WireMeasure::Count(String::new()),
             }
         } else {
@@ -311,6 +301,21 @@ impl LineParser<'_> {
             op,
             value,
         })
+    }
+
+    /// TCP flag letters, such as `SA`.
+    pub(super) fn tcp_flags(&mut self) -> PResult<String> {
+        let Some(Tok::Ident(flags)) = self.peek().cloned() else {
+            return Err(self.error("TCP flags such as `SA`"));
+        };
+        if let Some(bad) = flags.chars().find(|c| !"SFRPAUEC".contains(*c)) {
+            return Err(
+                Problem::new(self.span(), format!("`{bad}` is not a TCP flag"))
+                    .hint("flags are S (SYN), F (FIN), R (RST), P (PSH), A (ACK), U, E, C"),
+            );
+        }
+        self.pos += 1;
+        Ok(flags)
     }
 
     pub(super) fn property(&mut self) -> PResult<Property> {

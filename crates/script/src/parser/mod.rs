@@ -50,6 +50,9 @@ const KEYWORDS: &[&str] = &[
     "host",
     "link",
     "seed",
+    "drop",
+    "hold",
+    "release",
 ];
 
 const OPTIONS: &[&str] = &[

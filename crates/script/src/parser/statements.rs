@@ -38,6 +38,7 @@ impl LineParser<'_> {
             }
             "host" => self.host(&mut names)?,
             "link" => self.link(&mut names)?,
+            "drop" | "hold" | "release" => self.packet_rule(&word, &mut names)?,
             "listen" => {
                 let (name, nspan) = self.name("a listener name")?;
                 names.push(NameRef::def(name.clone(), nspan, Kind::Listener));

@@ -19,6 +19,9 @@ const IMPAIRMENTS: &[&str] = &[
     "clear",
 ];
 
+/// What `drop`, `hold` and `release` may name as the ends of the packets they match.
+const RULE_KINDS: &[Kind] = &[Kind::Host, Kind::Socket, Kind::Listener];
+
 /// The smallest and largest `mtu`: IPv4's minimum, and the largest a link carries.
 pub(crate) const MTU_RANGE: std::ops::RangeInclusive<u64> = 68..=65535;
 
@@ -55,6 +58,51 @@ impl LineParser<'_> {
             to,
             both,
             impairments,
+        }))
+    }
+
+    /// `X -> Y [FLAGS] [count N]` after `drop`, `X -> Y [FLAGS]` after `hold`, `X -> Y`
+    /// after `release`.
+    pub(super) fn packet_rule(
+        &mut self,
+        verb: &str,
+        names: &mut Vec<NameRef>,
+    ) -> PResult<Statement> {
+        let mut end = |p: &mut Self, what| -> PResult<String> {
+            let (n, span) = p.name(what)?;
+            names.push(NameRef::uses(n.clone(), span, RULE_KINDS));
+            Ok(n)
+        };
+        let from = end(
+            self,
+            "where the packets come from: a host, socket or listener",
+        )?;
+        self.punct("->")?;
+        let to = end(self, "where they go: a host, socket or listener")?;
+        if verb == "release" {
+            return Ok(Statement::Wire(WireStatement::Release { from, to }));
+        }
+        let flags = match self.peek() {
+            Some(Tok::Ident(w)) if w != "count" => self.tcp_flags()?,
+            _ => String::new(),
+        };
+        if verb == "hold" {
+            return Ok(Statement::Wire(WireStatement::Hold { from, to, flags }));
+        }
+        let count = if self.eat_ident("count") {
+            let n = self.integer("how many packets, such as `2`")?;
+            if n == 0 {
+                return Err(Problem::new(self.prev_span(), "`count 0` drops nothing"));
+            }
+            n
+        } else {
+            1
+        };
+        Ok(Statement::Wire(WireStatement::Drop {
+            from,
+            to,
+            flags,
+            count,
         }))
     }
 

@@ -9,6 +9,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -30,38 +31,142 @@ pub(crate) struct Port {
     pub(crate) mac: [u8; 6],
 }
 
-/// What the forwarder and the scenario share: each direction's impairments and counts.
+/// What the forwarder and the scenario share: each direction's impairments and counts, and
+/// the packets chosen by `drop` and `hold`.
 #[derive(Default)]
 pub(crate) struct Links {
     /// By (sending host, receiving host), numbered as the ports are.
     pub(crate) dirs: HashMap<(u8, u8), Direction>,
+    /// `drop` and `hold` rules, the first that matches a packet deciding it.
+    pub(crate) rules: Vec<Rule>,
+    /// Frames a `release` let go, for the forwarder to send at once.
+    released: Vec<(u8, Vec<u8>)>,
+}
+
+impl Links {
+    /// Applies the first rule that matches a frame from host `from` to host `to`; true when it
+    /// took the frame (dropped or held).
+    fn rule(
+        &mut self,
+        from: u8,
+        to: u8,
+        (src, dst): (SocketAddrV4, SocketAddrV4),
+        flags: u8,
+        frame: &[u8],
+    ) -> bool {
+        let Some(i) = self.rules.iter().position(|r| {
+            r.from.matches(src)
+                && r.to.matches(dst)
+                && flags & r.flags == r.flags
+                && !matches!(r.action, Action::Drop(0))
+        }) else {
+            return false;
+        };
+        match &mut self.rules[i].action {
+            Action::Drop(left) => {
+                *left -= 1;
+                if let Some(d) = self.dirs.get_mut(&(from, to)) {
+                    d.counts.dropped += 1;
+                }
+            }
+            Action::Hold(held) => held.push(((from, to), frame.to_vec())),
+        }
+        self.rules.retain(|r| !matches!(r.action, Action::Drop(0)));
+        true
+    }
+
+    /// `release`: every frame held by rules from `from` to `to` goes now, in the order it came,
+    /// and those rules are gone.
+    pub(crate) fn release(&mut self, from: End, to: End) {
+        let mut kept = Vec::new();
+        for rule in std::mem::take(&mut self.rules) {
+            match rule.action {
+                Action::Hold(held) if rule.from == from && rule.to == to => {
+                    for (host, frame) in held {
+                        if let Some(d) = self.dirs.get_mut(&host) {
+                            d.counts.delivered += 1;
+                        }
+                        self.released.push((host.1, frame));
+                    }
+                }
+                _ => kept.push(rule),
+            }
+        }
+        self.rules = kept;
+    }
+}
+
+/// One end of the packets a rule matches: a host (any port) or one socket's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Host(Ipv4Addr),
+    Socket(SocketAddrV4),
+}
+
+impl End {
+    fn matches(self, addr: SocketAddrV4) -> bool {
+        match self {
+            End::Host(ip) => *addr.ip() == ip,
+            End::Socket(s) => s == addr,
+        }
+    }
+}
+
+/// `drop` or `hold`.
+pub(crate) struct Rule {
+    pub(crate) from: End,
+    pub(crate) to: End,
+    /// TCP flag bits every matching packet has.
+    pub(crate) flags: u8,
+    pub(crate) action: Action,
+}
+
+pub(crate) enum Action {
+    /// Drop this many more.
+    Drop(u64),
+    /// Hold, keeping what was held with its direction.
+    Hold(Vec<((u8, u8), Vec<u8>)>),
+}
+
+/// The TCP flag bits of flag letters (`SA`).
+pub(crate) fn flag_bits(letters: &str) -> u8 {
+    letters.chars().fold(0, |bits, c| {
+        bits | match c {
+            'F' => 0x01,
+            'S' => 0x02,
+            'R' => 0x04,
+            'P' => 0x08,
+            'A' => 0x10,
+            'U' => 0x20,
+            'E' => 0x40,
+            'C' => 0x80,
+            _ => 0,
+        }
+    })
 }
 
 /// The running forwarder; dropping it stops the thread.
 pub(crate) struct Forwarder {
     links: Arc<Mutex<Links>>,
     stop: OwnedFd,
+    wake: OwnedFd,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Forwarder {
     /// Starts forwarding between `ports` (host `i` is `ports[i]`) as `links` say.
     pub(crate) fn start(ports: Vec<Port>, links: Arc<Mutex<Links>>) -> io::Result<Forwarder> {
-        // SAFETY: eventfd has no memory preconditions; the descriptor is owned at once.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a descriptor just made and owned by nothing else.
-        let stop: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) };
-        let wake = stop.try_clone()?;
+        let stop = eventfd()?;
+        let wake = eventfd()?;
+        let (stop_seen, wake_seen) = (stop.try_clone()?, wake.try_clone()?);
         let shared = links.clone();
         let thread = std::thread::Builder::new()
             .name("sockharness-wire".into())
-            .spawn(move || Run::new(ports, shared).forward(&wake))?;
+            .spawn(move || Run::new(ports, shared).forward(&stop_seen, &wake_seen))?;
         Ok(Forwarder {
             links,
             stop,
+            wake,
             thread: Some(thread),
         })
     }
@@ -70,13 +175,32 @@ impl Forwarder {
     pub(crate) fn links(&self) -> MutexGuard<'_, Links> {
         lock(&self.links)
     }
+
+    /// Wakes the thread to send what was released.
+    pub(crate) fn wake(&self) {
+        signal(&self.wake);
+    }
+}
+
+fn signal(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd has no memory preconditions; the descriptor is owned at once.
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a descriptor just made and owned by nothing else.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
 }
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to an eventfd.
-        unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        signal(&self.stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -136,13 +260,13 @@ impl Run {
         }
     }
 
-    fn forward(mut self, stop: &OwnedFd) {
+    fn forward(mut self, stop: &OwnedFd, wake: &OwnedFd) {
         let mut buf = vec![0u8; MAX_FRAME];
         let mut fds: Vec<libc::pollfd> = self
             .ports
             .iter()
             .map(|p| p.socket.as_raw_fd())
-            .chain([stop.as_raw_fd()])
+            .chain([wake.as_raw_fd(), stop.as_raw_fd()])
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -175,6 +299,11 @@ impl Run {
             if fds.last().is_some_and(|f| f.revents != 0) {
                 return;
             }
+            if fds[self.ports.len()].revents != 0 {
+                let mut count = 0u64;
+                // SAFETY: reads 8 bytes into a live u64 (and resets the eventfd).
+                unsafe { libc::read(wake.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+            }
             let ready: Vec<usize> = (0..self.ports.len())
                 .filter(|i| fds[*i].revents & libc::POLLIN != 0)
                 .collect();
@@ -197,13 +326,19 @@ impl Run {
     }
 
     fn arrived(&mut self, from: u8, frame: &[u8]) {
-        let Some((to, id)) = self.identify(frame) else {
+        let Some((to, id, ends)) = self.identify(frame) else {
             return;
         };
         let now = Instant::now();
         let fate = {
             let mut links = lock(&self.links);
             // No link between them: the frame goes nowhere, as on a network they do not share.
+            if !links.dirs.contains_key(&(from, to)) {
+                return;
+            }
+            if links.rule(from, to, ends, id.flags, frame) {
+                return;
+            }
             let Some(dir) = links.dirs.get_mut(&(from, to)) else {
                 return;
             };
@@ -257,6 +392,11 @@ impl Run {
 
     /// Sends every frame whose time has come, and held frames that waited long enough.
     fn release(&mut self, now: Instant) {
+        let released = std::mem::take(&mut lock(&self.links).released);
+        for (to, frame) in released {
+            let due = self.due(now, to, frame);
+            self.queue.push(Reverse(due));
+        }
         let expired: Vec<(u8, u8)> = self
             .held
             .iter()
@@ -290,7 +430,7 @@ impl Run {
 
     /// The host a frame is for, and what the link needs to know of it; `None` for a frame that
     /// is no IPv4 packet to another host.
-    fn identify(&self, frame: &[u8]) -> Option<(u8, PacketId)> {
+    fn identify(&self, frame: &[u8]) -> Option<(u8, PacketId, (SocketAddrV4, SocketAddrV4))> {
         let packet = SlicedPacket::from_ethernet(frame).ok()?;
         let Some(NetSlice::Ipv4(ip)) = &packet.net else {
             return None;
@@ -311,6 +451,8 @@ impl Run {
             Some(TransportSlice::Udp(u)) => ((17, u.source_port(), u.destination_port()), 0, 0),
             _ => ((ip.header().protocol().0, 0, 0), 0, 0),
         };
+        let src = SocketAddrV4::new(ip.header().source_addr(), flow.1);
+        let dst = SocketAddrV4::new(dst, flow.2);
         Some((
             to as u8,
             PacketId {
@@ -320,6 +462,7 @@ impl Run {
                 len: frame.len() as u32,
                 l4: (l4.min(frame.len()), frame.len()),
             },
+            (src, dst),
         ))
     }
 }

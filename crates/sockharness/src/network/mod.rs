@@ -26,7 +26,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use crate::script::Impairment;
-use forward::{Forwarder, Links, Port};
+pub(crate) use forward::End;
+use forward::{Action, Forwarder, Links, Port, Rule};
 use link::{Counts, Direction};
 use netlink::Rtnl;
 
@@ -194,6 +195,27 @@ impl Network {
         host.rtnl
             .set(host.index, set, mask, Some(mtu))
             .map_err(context(format!("setting {name}'s MTU to {mtu}")))
+    }
+
+    /// `drop` or `hold`: packets from `from` to `to` with every flag in `flags` are taken, the
+    /// next `count` of them dropped (`Some`) or all held until [`Network::release`] (`None`).
+    pub(crate) fn rule(&mut self, from: End, to: End, flags: &str, count: Option<u64>) {
+        let action = match count {
+            Some(n) => Action::Drop(n),
+            None => Action::Hold(Vec::new()),
+        };
+        self.forwarder.links().rules.push(Rule {
+            from,
+            to,
+            flags: forward::flag_bits(flags),
+            action,
+        });
+    }
+
+    /// `release`: what is held from `from` to `to` goes on.
+    pub(crate) fn release(&mut self, from: End, to: End) {
+        self.forwarder.links().release(from, to);
+        self.forwarder.wake();
     }
 
     /// Every direction joined so far, by host names, with what it did, in host order.

@@ -1,6 +1,7 @@
 //! Hosts and links: `host`, `link` and `expect link`, and where a host's sockets are made.
 
 use super::*;
+use crate::network::End;
 use crate::script::WireStatement;
 
 impl Exec<'_> {
@@ -33,6 +34,41 @@ impl Exec<'_> {
                         Err(e) => Actual::Failed(e),
                     },
                     None => Actual::Internal(format!("no host `{from}` or `{to}`")),
+                };
+                self.conclude(step, &actual, at, at.elapsed())
+            }
+            WireStatement::Drop {
+                from,
+                to,
+                flags,
+                count,
+            } => {
+                let actual = match self.ends(from, to) {
+                    Ok((a, b)) => {
+                        network.borrow_mut().rule(a, b, flags, Some(*count));
+                        Actual::Done(None)
+                    }
+                    Err(e) => Actual::Failed(e),
+                };
+                self.conclude(step, &actual, at, at.elapsed())
+            }
+            WireStatement::Hold { from, to, flags } => {
+                let actual = match self.ends(from, to) {
+                    Ok((a, b)) => {
+                        network.borrow_mut().rule(a, b, flags, None);
+                        Actual::Done(None)
+                    }
+                    Err(e) => Actual::Failed(e),
+                };
+                self.conclude(step, &actual, at, at.elapsed())
+            }
+            WireStatement::Release { from, to } => {
+                let actual = match self.ends(from, to) {
+                    Ok((a, b)) => {
+                        network.borrow_mut().release(a, b);
+                        Actual::Done(None)
+                    }
+                    Err(e) => Actual::Failed(e),
                 };
                 self.conclude(step, &actual, at, at.elapsed())
             }
@@ -80,6 +116,21 @@ impl Exec<'_> {
                 }
             }
         }
+    }
+
+    /// What `drop`, `hold` and `release` name: a host for its address, a socket or listener
+    /// for its own (which it must have by then).
+    fn ends(&self, from: &str, to: &str) -> io::Result<(End, End)> {
+        let end = |name: &str| -> io::Result<End> {
+            if let (Some(h), Some(net)) = (self.host(name), &self.network) {
+                return Ok(End::Host(net.borrow().addr(h)));
+            }
+            match self.state.borrow().addr_of.get(name) {
+                Some(SocketAddr::V4(a)) => Ok(End::Socket(*a)),
+                _ => Err(io::Error::from_raw_os_error(libc::EBADF)),
+            }
+        };
+        Ok((end(from)?, end(to)?))
     }
 
     fn hosts_of(&self, from: &str, to: &str) -> Option<(usize, usize)> {
