@@ -654,11 +654,13 @@ pub enum Property {
     Unsent,
     /// A target's open file descriptors (extension).
     Fds,
+    /// The largest segment the socket sends (TCP_MAXSEG), options taken off (extension).
+    Mss,
 }
 
 impl Property {
     /// Every property, in documentation order.
-    pub const ALL: [Property; 8] = [
+    pub const ALL: [Property; 9] = [
         Property::Peer,
         Property::Local,
         Property::Fd,
@@ -667,6 +669,7 @@ impl Property {
         Property::Unread,
         Property::Unsent,
         Property::Fds,
+        Property::Mss,
     ];
 
     /// The property's name in the language.
@@ -680,6 +683,7 @@ impl Property {
             Property::Unread => "unread",
             Property::Unsent => "unsent",
             Property::Fds => "fds",
+            Property::Mss => "mss",
         }
     }
 
@@ -687,7 +691,12 @@ impl Property {
     pub fn is_numeric(self) -> bool {
         matches!(
             self,
-            Property::Fd | Property::Queued | Property::Unread | Property::Unsent | Property::Fds
+            Property::Fd
+                | Property::Queued
+                | Property::Unread
+                | Property::Unsent
+                | Property::Fds
+                | Property::Mss
         )
     }
 }

@@ -5,9 +5,11 @@
 //! a tail-loss probe when a window fills), while each direction's bytes and their order do not.
 //! So the default view shows the data a direction sends between two of its own control
 //! segments (SYN, FIN, RST) as one line, by sequence range, where that data starts; the other
-//! direction's data does not cut it. Segments that carry no new byte are left out, and so is a
-//! FIN sent again at the sequence number of one already shown: whether the first one's ACK came
-//! back before the retransmission timer fired is timing, on a loaded machine as on a lossy one.
+//! direction's data does not cut it. The bytes shown are the union of what the segments
+//! carried, so a segment that carries no new byte changes nothing, however late it comes. A FIN
+//! sent again at the sequence number of one already shown is left out too: whether the first
+//! one's ACK came back before the retransmission timer fired is timing, on a loaded machine as
+//! on a lossy one.
 //! A SYN sent again is kept, because there it is the scenario (a full queue) that decides.
 //!
 //! Twelve captures of two sockets sending each other 1 MiB at once showed two different
@@ -66,19 +68,22 @@ pub(super) struct Line<'a> {
     pub run: Option<Run>,
 }
 
-/// `a` is at or before `b` in sequence space (they are within 2 GiB of each other).
-fn not_after(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) >= 0
-}
-
-/// The lines of one connection, in capture order. `merge` is the default view: data merged
-/// into runs, data already seen left out; otherwise every segment is a line of its own. Pure
-/// ACKs are lines only when `acks` is set.
+/// The lines of one connection, in capture order. `merge` is the default view: each
+/// direction's data between two of its own control segments becomes the union of the bytes its
+/// segments carried, one line per contiguous range, where that data starts; otherwise every
+/// segment is a line of its own. Pure ACKs are lines only when `acks` is set.
+///
+/// A union, not a running high mark: where a segment never reached the capture (dropped on its
+/// way to it) and came again later, the later copy fills the gap however late it came, so that
+/// the view still depends only on which bytes were sent.
 pub(super) fn lines<'a>(segs: &[&'a Segment], merge: bool, acks: bool) -> Vec<Line<'a>> {
-    let mut out: Vec<Line<'a>> = Vec::new();
-    // Per direction (the connection's first sender is 0): just past the highest data byte seen,
-    // and the line of the run still open.
-    let mut high: [Option<u32>; 2] = [None; 2];
+    enum Slot<'a> {
+        Line(&'a Segment),
+        Block(usize),
+    }
+    let mut slots = Vec::new();
+    // The data segments of each block, and each direction's open block.
+    let mut blocks: Vec<Vec<&'a Segment>> = Vec::new();
     let mut open: [Option<usize>; 2] = [None; 2];
     // Per direction: the sequence number of the last bare FIN shown.
     let mut fin: [Option<u32>; 2] = [None; 2];
@@ -87,38 +92,79 @@ pub(super) fn lines<'a>(segs: &[&'a Segment], merge: bool, acks: bool) -> Vec<Li
             continue;
         }
         let dir = usize::from(s.src != segs[0].src);
-        if merge && s.is_bare_fin() {
+        if !merge {
+            slots.push(Slot::Line(s));
+            continue;
+        }
+        if s.is_data_only() {
+            let id = *open[dir].get_or_insert_with(|| {
+                blocks.push(Vec::new());
+                slots.push(Slot::Block(blocks.len() - 1));
+                blocks.len() - 1
+            });
+            blocks[id].push(s);
+            continue;
+        }
+        if s.is_bare_fin() {
             if fin[dir] == Some(s.rel_seq) {
                 continue;
             }
             fin[dir] = Some(s.rel_seq);
         }
-        if !(merge && s.is_data_only()) {
-            out.push(Line { seg: s, run: None });
-            open[dir] = None;
-            continue;
-        }
-        let end = s.rel_seq.wrapping_add(s.payload_len);
-        // Bytes at or below the high mark were shown already: a retransmission.
-        let start = match high[dir] {
-            Some(h) if not_after(end, h) => continue,
-            Some(h) if not_after(s.rel_seq, h) => h,
-            _ => s.rel_seq,
-        };
-        high[dir] = Some(end);
-        let run = open[dir].and_then(|i| out[i].run.as_mut());
-        match run {
-            Some(run) if not_after(s.rel_seq, run.end) => run.add(s),
-            _ => {
-                open[dir] = Some(out.len());
-                out.push(Line {
-                    seg: s,
-                    run: Some(Run::new(s, start)),
-                });
-            }
+        slots.push(Slot::Line(s));
+        open[dir] = None;
+    }
+    let mut out = Vec::new();
+    for slot in slots {
+        match slot {
+            Slot::Line(seg) => out.push(Line { seg, run: None }),
+            Slot::Block(id) => out.extend(union(&blocks[id])),
         }
     }
     out
+}
+
+/// The contiguous ranges the segments of one block cover, in sequence order, each a line with
+/// the first segment (in capture order) that carried part of it.
+fn union<'a>(segs: &[&'a Segment]) -> Vec<Line<'a>> {
+    let Some(first) = segs.first() else {
+        return Vec::new();
+    };
+    // Offsets from the block's first segment, so that sequence numbers may wrap.
+    let base = first.rel_seq;
+    let offset = |s: &Segment| i64::from(s.rel_seq.wrapping_sub(base) as i32);
+    let mut order: Vec<(usize, &'a Segment)> = segs.iter().copied().enumerate().collect();
+    order.sort_by_key(|(i, s)| (offset(s), *i));
+    let mut out: Vec<(usize, Line<'a>)> = Vec::new();
+    let mut end = i64::MIN;
+    for (i, s) in order {
+        let (from, to) = (offset(s), offset(s) + i64::from(s.payload_len));
+        match out.last_mut() {
+            Some((first_seen, line)) if from <= end => {
+                if to > end {
+                    if let Some(run) = line.run.as_mut() {
+                        run.add(s);
+                    }
+                    end = to;
+                }
+                if i < *first_seen {
+                    *first_seen = i;
+                    line.seg = s;
+                }
+            }
+            _ => {
+                out.push((
+                    i,
+                    Line {
+                        seg: s,
+                        run: Some(Run::new(s, s.rel_seq)),
+                    },
+                ));
+                end = to;
+            }
+        }
+    }
+    out.into_iter().map(|(_, l)| l).collect()
 }
 
 #[cfg(test)]
@@ -202,6 +248,23 @@ mod tests {
         assert_eq!(
             shape(&lines(&refs, true, false)),
             ["1..7 abcdef", "1..3 xy", "FA", "FA", "3..4 z"]
+        );
+    }
+
+    #[test]
+    fn a_gap_filled_late_closes_the_run() {
+        // "cd" never reached the capture the first time; its retransmission comes after "ef".
+        let segs = [
+            seg(1, "A", 1, b"ab"),
+            seg(1, "A", 5, b"ef"),
+            seg(2, "A", 1, b"x"),
+            seg(1, "A", 3, b"cd"),
+            seg(1, "FA", 7, b""),
+        ];
+        let refs: Vec<&Segment> = segs.iter().collect();
+        assert_eq!(
+            shape(&lines(&refs, true, false)),
+            ["1..7 abcdef", "1..2 x", "FA"]
         );
     }
 

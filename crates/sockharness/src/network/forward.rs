@@ -41,6 +41,10 @@ pub(crate) struct Links {
     pub(crate) rules: Vec<Rule>,
     /// Frames a `release` let go, for the forwarder to send at once.
     released: Vec<(u8, Vec<u8>)>,
+    /// Frames waiting for their time (delay, rate, reorder), as of the forwarder's last turn.
+    pub(crate) waiting: usize,
+    /// When the forwarder last read or sent a frame.
+    pub(crate) last: Option<Instant>,
 }
 
 impl Links {
@@ -246,6 +250,8 @@ struct Run {
     /// it waits.
     held: HashMap<(u8, u8), (Due, Instant)>,
     order: u64,
+    /// Whether a frame was read since the last turn.
+    read_any: bool,
 }
 
 impl Run {
@@ -257,6 +263,7 @@ impl Run {
             queue: BinaryHeap::new(),
             held: HashMap::new(),
             order: 0,
+            read_any: false,
         }
     }
 
@@ -275,7 +282,15 @@ impl Run {
             .collect();
         loop {
             let now = Instant::now();
-            self.release(now);
+            let sent = self.release(now);
+            {
+                let mut links = lock(&self.links);
+                links.waiting = self.queue.len() + self.held.len() + links.released.len();
+                if sent || self.read_any {
+                    links.last = Some(Instant::now());
+                }
+            }
+            self.read_any = false;
             let next = self
                 .queue
                 .peek()
@@ -321,6 +336,7 @@ impl Run {
             let n =
                 unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
             let Ok(n) = usize::try_from(n) else { return };
+            self.read_any = true;
             self.arrived(from as u8, &buf[..n]);
         }
     }
@@ -332,6 +348,7 @@ impl Run {
         let now = Instant::now();
         let fate = {
             let mut links = lock(&self.links);
+            links.last = Some(now);
             // No link between them: the frame goes nowhere, as on a network they do not share.
             if !links.dirs.contains_key(&(from, to)) {
                 return;
@@ -390,8 +407,10 @@ impl Run {
         }
     }
 
-    /// Sends every frame whose time has come, and held frames that waited long enough.
-    fn release(&mut self, now: Instant) {
+    /// Sends every frame whose time has come, and held frames that waited long enough; true
+    /// when it sent any.
+    fn release(&mut self, now: Instant) -> bool {
+        let mut sent = false;
         let released = std::mem::take(&mut lock(&self.links).released);
         for (to, frame) in released {
             let due = self.due(now, to, frame);
@@ -425,7 +444,9 @@ impl Run {
                     libc::MSG_DONTWAIT,
                 )
             };
+            sent = true;
         }
+        sent
     }
 
     /// The host a frame is for, and what the link needs to know of it; `None` for a frame that

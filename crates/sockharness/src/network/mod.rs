@@ -218,6 +218,13 @@ impl Network {
         self.forwarder.wake();
     }
 
+    /// Frames the forwarder holds for their time (not those `hold` keeps), and when it last
+    /// read or sent one.
+    pub(crate) fn activity(&self) -> (usize, Option<std::time::Instant>) {
+        let links = self.forwarder.links();
+        (links.waiting, links.last)
+    }
+
     /// Every direction joined so far, by host names, with what it did, in host order.
     pub(crate) fn report(&self) -> Vec<LinkCounts> {
         let links = self.forwarder.links();

@@ -265,6 +265,12 @@ impl<'a> Exec<'a> {
             // on the wire would make the capture differ from run to run.
             let peer = connected_peer(&sock, &self.state.borrow().socks);
             drop(sock);
+            // Over links, what the close sent (a FIN, the RSTs of a listener's queue) takes
+            // its time to arrive: the next close waits for the wire to carry it.
+            if let Some(net) = &self.network {
+                let net = net.clone();
+                network::quiet(&net).await;
+            }
             if let Some(peer) = peer {
                 let deadline = Instant::now() + CLOSE_SETTLE_MAX;
                 while sock::state(&peer).is_ok_and(|s| s == "ESTABLISHED")

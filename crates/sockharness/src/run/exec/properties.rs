@@ -146,6 +146,7 @@ pub(super) fn property_value(st: &State, name: &str, p: Property) -> io::Result<
         Property::Queued if s.listener => sock::queued(&s).map(Prop::Num),
         Property::Unread if !s.listener => sock::unread(&s).map(Prop::Num),
         Property::Unsent if !s.listener => sock::unsent(&s).map(Prop::Num),
+        Property::Mss if !s.listener => s.socket().tcp_mss().map(|m| Prop::Num(u64::from(m))),
         _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
     }
 }
