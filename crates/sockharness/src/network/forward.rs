@@ -211,6 +211,24 @@ impl Drop for Forwarder {
     }
 }
 
+/// Pins the calling thread to the CPU it runs on. A frame written to a veth is queued on the
+/// writing CPU's backlog and taken in by that CPU: a thread that moved between two writes could
+/// have its frames taken in out of order, reordering what the link delivers in order. Where
+/// the pin is refused the thread runs as it is.
+fn stay_on_this_cpu() {
+    // SAFETY: sched_getcpu has no preconditions; cpu_set_t is plain old data, set through the
+    // libc helpers, and passed with its size for the calling thread (0).
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            return;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 fn lock(links: &Mutex<Links>) -> MutexGuard<'_, Links> {
     // A panic elsewhere leaves the counts as they were: still worth reading.
     links.lock().unwrap_or_else(|e| e.into_inner())
@@ -268,6 +286,7 @@ impl Run {
     }
 
     fn forward(mut self, stop: &OwnedFd, wake: &OwnedFd) {
+        stay_on_this_cpu();
         let mut buf = vec![0u8; MAX_FRAME];
         let mut fds: Vec<libc::pollfd> = self
             .ports
