@@ -44,6 +44,8 @@ pub struct LinkCounts {
 
 /// The most hosts a scenario may have: one /24 of addresses.
 pub(crate) const MAX_HOSTS: usize = 250;
+/// How long the kernel may take to bring the links into service.
+const LINKS_UP: std::time::Duration = std::time::Duration::from_secs(2);
 /// Every host's interface MTU until a link sets another: Ethernet's.
 pub(crate) const DEFAULT_MTU: u32 = 1500;
 
@@ -128,6 +130,29 @@ impl Network {
                 rtnl: host_rtnl,
                 index,
             });
+        }
+        // The kernel brings a new link into service a moment after it is up (a work queue
+        // attaches its queue): a packet sent before then is dropped, so the first SYN of a
+        // scenario would be lost now and then. Wait for every end to run.
+        let deadline = std::time::Instant::now() + LINKS_UP;
+        for (i, host) in hosts.iter_mut().enumerate() {
+            let near = format!("sh{}", i + 1);
+            loop {
+                let up = rtnl.running(&near)? && host.rtnl.running("eth0")?;
+                if up {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "host {}'s link did not come up within {LINKS_UP:?}",
+                            host.name
+                        ),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
         }
         let forwarder = Forwarder::start(ports, Arc::new(Mutex::new(Links::default())))
             .map_err(context("starting the forwarder".into()))?;

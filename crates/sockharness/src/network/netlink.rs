@@ -13,7 +13,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -99,6 +99,22 @@ impl Rtnl {
             io::ErrorKind::NotFound,
             format!("no link {name}"),
         ))
+    }
+
+    /// Whether link `name` is operationally up: carrier on both ends, and the kernel done
+    /// attaching its queue (until then what is sent through it is dropped).
+    pub(super) fn running(&mut self, name: &str) -> io::Result<bool> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        for answer in self.request(RouteNetlinkMessage::GetLink(m), 0)? {
+            if let RouteNetlinkMessage::NewLink(l) = answer {
+                return Ok(l
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::OperState(State::Up))));
+            }
+        }
+        Ok(false)
     }
 
     /// A veth pair: `name` here, `peer` made directly in the namespace `peer_ns` is open on.
