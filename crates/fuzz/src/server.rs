@@ -66,7 +66,7 @@ impl Running {
             starts: 0,
             starting: Duration::ZERO,
         };
-        r.launch()?;
+        r.launch(true)?;
         Ok(r)
     }
 
@@ -75,15 +75,17 @@ impl Running {
         self.starting / self.starts.max(1)
     }
 
-    fn launch(&mut self) -> Result<(), FuzzError> {
+    /// Starts the server; `first`: the run's first start, which an interrupt may cut short (a
+    /// later one, to check a finding on a fresh server, must finish for the finding to be kept).
+    fn launch(&mut self, first: bool) -> Result<(), FuzzError> {
         let began = Instant::now();
-        let r = self.launch_now();
+        let r = self.launch_now(first);
         self.starts += 1;
         self.starting += began.elapsed();
         r
     }
 
-    fn launch_now(&mut self) -> Result<(), FuzzError> {
+    fn launch_now(&mut self, first: bool) -> Result<(), FuzzError> {
         let Server::Cmd(command) = &self.server else {
             return TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
                 .map(drop)
@@ -94,7 +96,7 @@ impl Running {
             .map_err(|e| FuzzError::Server(format!("cannot start `{command}`: {e}")))?;
         let started = Instant::now();
         while !target::listening(port) {
-            if super::interrupted() {
+            if first && super::interrupted() {
                 p.terminate(target::TERM_GRACE);
                 return Err(FuzzError::Interrupted);
             }
@@ -166,7 +168,7 @@ impl Running {
         self.restarts += u32::from(died);
         self.starting += began.elapsed();
         // A server that died and cannot start again ends the run with what broke it.
-        self.launch().map_err(|e| match (died, e) {
+        self.launch(false).map_err(|e| match (died, e) {
             (true, FuzzError::Server(why)) => FuzzError::Gone(format!(
                 "the server died and could not be started again: {why}"
             )),
