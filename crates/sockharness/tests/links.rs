@@ -7,6 +7,7 @@ mod util;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use sockharness::capture::WireTrace;
 use sockharness::run::{run_with, Counts, RunOptions, ScenarioRun, Status};
 use sockharness::sandbox::Isolation;
 
@@ -37,9 +38,17 @@ fn counts(r: &ScenarioRun, from: &str, to: &str) -> Counts {
         .counts
 }
 
+/// The run's capture, decoded; `None` (said) where this build cannot capture hosts' links.
+fn captured(r: &ScenarioRun) -> Option<WireTrace> {
+    let wire = r.wire();
+    if wire.is_none() {
+        eprintln!("not tested: {:?}", r.capture_note);
+    }
+    wire
+}
+
 /// Frames the capture holds from host address `ip`: every one the link decided on.
-fn sent_by(r: &ScenarioRun, ip: [u8; 4]) -> u64 {
-    let wire = r.wire().expect("captured");
+fn sent_by(wire: &WireTrace, ip: [u8; 4]) -> u64 {
     wire.segments
         .iter()
         .filter(|s| s.src.ip() == std::net::IpAddr::from(ip))
@@ -77,15 +86,17 @@ fn loss_drops_its_share_of_what_the_host_sent() {
     let Some(r) = transfer("loss 10%", "2MiB", 1) else {
         return;
     };
+    let Some(wire) = captured(&r) else {
+        return;
+    };
     let c = counts(&r, "a", "b");
-    let n = sent_by(&r, A);
+    let n = sent_by(&wire, A);
     // Every frame a sent met a fate: dropped, or delivered once or more.
     assert_eq!(c.dropped + c.delivered - c.duplicated, n, "{c:?}");
     about(c.dropped, n, 0.10);
     // The other direction was not impaired.
     assert_eq!(counts(&r, "b", "a").dropped, 0);
     // What was dropped was sent again: more data left a than the stream holds.
-    let wire = r.wire().expect("captured");
     let data: u64 = wire
         .segments
         .iter()
@@ -100,8 +111,11 @@ fn duplicate_reorder_and_corrupt_take_their_shares_and_the_stream_survives() {
     let Some(r) = transfer("duplicate 20% reorder 10% corrupt 5%", "2MiB", 2) else {
         return;
     };
+    let Some(wire) = captured(&r) else {
+        return;
+    };
     let c = counts(&r, "a", "b");
-    let n = sent_by(&r, A);
+    let n = sent_by(&wire, A);
     assert_eq!(c.dropped, 0, "{c:?}");
     assert_eq!(c.delivered, n + c.duplicated, "{c:?}");
     about(c.duplicated, n, 0.20);
@@ -156,8 +170,8 @@ fn mtu_sets_the_segment_size() {
             ),
             0,
         )?;
-        let wire = r.wire().expect("captured");
-        wire.segments
+        captured(&r)?
+            .segments
             .iter()
             .filter(|s| s.src.ip() == std::net::IpAddr::from(A))
             .map(|s| s.payload_len)
@@ -199,7 +213,7 @@ fn the_seed_decides_which_packets_meet_which_fate() {
             eprintln!("not tested: {why}");
             return None;
         }
-        let wire = r.wire().expect("captured");
+        let wire = captured(&r)?;
         Some(
             wire.segments
                 .iter()
