@@ -12,9 +12,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
 use crate::script::{Impairment, LinkCounter, Percent};
 
 /// How long a packet chosen by `reorder` waits for a later one to pass it before it goes
@@ -145,16 +142,16 @@ impl Direction {
 
     /// Decides the fate of a packet that came at `at` (time since the link started).
     pub(crate) fn decide(&mut self, id: &PacketId, at: Duration) -> Fate {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.key(id));
+        let mut draws = Draws(self.key(id));
         let im = self.now;
         // Every draw is made whatever the impairments, so that changing one does not move the
         // others' decisions.
-        let lost = rng.random::<f64>() < im.loss.fraction();
-        let corrupt = rng.random::<f64>() < im.corrupt.fraction();
-        let duplicate = rng.random::<f64>() < im.duplicate.fraction();
-        let reorder = rng.random::<f64>() < im.reorder.fraction();
-        let jitter = rng.random::<f64>() * 2.0 - 1.0;
-        let bit = rng.random::<u64>();
+        let lost = draws.unit() < im.loss.fraction();
+        let corrupt = draws.unit() < im.corrupt.fraction();
+        let duplicate = draws.unit() < im.duplicate.fraction();
+        let reorder = draws.unit() < im.reorder.fraction();
+        let jitter = draws.unit() * 2.0 - 1.0;
+        let bit = draws.next();
         if im.down || lost {
             self.counts.dropped += 1;
             return Fate {
@@ -224,6 +221,22 @@ impl Direction {
             h = mix(h ^ v);
         }
         h
+    }
+}
+
+/// A packet's draws: splitmix64 from its key. The same on every build and platform, which is
+/// what a seed needs, and each draw well spread whatever the key.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+
+    /// A number in [0, 1), from the draw's top 53 bits.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
