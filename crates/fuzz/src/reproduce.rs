@@ -272,10 +272,31 @@ fn shows(v: &Verdict, f: &Failure) -> bool {
     }
 }
 
+/// The pause before a reproducer's health exchange, where that is what failed.
+const HEALTH_PAUSE: Duration = Duration::from_millis(20);
+
 /// The reproducer of `case` on `seed`, as text and as the scenario it holds.
 fn reproducer(fz: &Fuzzer<'_>, v: &Verdict, seed: &Seed, case: &Case) -> (String, Scenario) {
     let cfg = fz.cfg;
-    let mut sc = fz.with_health(seed, case, &cfg.server.source());
+    let mut sc = case.scenario(seed, &cfg.server.source());
+    if let Some(plain) = &fz.health {
+        // Where it is the health exchange that failed, the server gets a moment first to take
+        // in what the case did (a reset, a close): the fuzzer's run may have caught it half-way,
+        // and the reproducer should show the bug, not that moment.
+        if let Verdict::Fail(f) = v {
+            if f.statement.contains(" health") {
+                sc.steps.push(script::Step {
+                    statement: script::Statement::Sleep {
+                        duration: HEALTH_PAUSE,
+                    },
+                    background: None,
+                    expect: None,
+                    origin: None,
+                });
+            }
+        }
+        super::case::append_health(&mut sc, plain);
+    }
     if matches!(v, Verdict::Crash(..)) && matches!(cfg.server, Server::Cmd(_)) {
         // The server's exit may come just after the last statement.
         super::case::append_crash_check(&mut sc);
