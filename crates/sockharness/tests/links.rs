@@ -1,13 +1,14 @@
 //! Links do to packets what they say, on real kernel sockets: each impairment checked on the
-//! capture (every frame as its host sent it) against the link's own counts, over many packets,
-//! and the fates of the same packets repeated by the same seed.
+//! capture (every frame as its host sent it, and every copy the other received) against the
+//! link's own counts, over many packets, and the fates of the same packets repeated by the same
+//! seed.
 
 mod util;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sockharness::capture::WireTrace;
+use sockharness::capture::{Marks, Packet, WireTrace};
 use sockharness::run::{run_with, Counts, RunOptions, ScenarioRun, Status};
 use sockharness::sandbox::Isolation;
 
@@ -38,13 +39,11 @@ fn counts(r: &ScenarioRun, from: &str, to: &str) -> Counts {
         .counts
 }
 
-/// The run's capture, decoded; `None` (said) where this build cannot capture hosts' links.
-fn captured(r: &ScenarioRun) -> Option<WireTrace> {
-    let wire = r.wire();
-    if wire.is_none() {
-        eprintln!("not tested: {:?}", r.capture_note);
-    }
-    wire
+/// The run's capture, decoded: the forwarder records it, whatever the capture backend.
+#[track_caller]
+fn captured(r: &ScenarioRun) -> WireTrace {
+    r.wire()
+        .unwrap_or_else(|| panic!("no capture: {:?}", r.capture_note))
 }
 
 /// Frames the capture holds from host address `ip`: every one the link decided on.
@@ -86,9 +85,7 @@ fn loss_drops_its_share_of_what_the_host_sent() {
     let Some(r) = transfer("loss 10%", "2MiB", 1) else {
         return;
     };
-    let Some(wire) = captured(&r) else {
-        return;
-    };
+    let wire = captured(&r);
     let c = counts(&r, "a", "b");
     let n = sent_by(&wire, A);
     // Every frame a sent met a fate: dropped, or delivered once or more.
@@ -111,9 +108,7 @@ fn duplicate_reorder_and_corrupt_take_their_shares_and_the_stream_survives() {
     let Some(r) = transfer("duplicate 20% reorder 10% corrupt 5%", "2MiB", 2) else {
         return;
     };
-    let Some(wire) = captured(&r) else {
-        return;
-    };
+    let wire = captured(&r);
     let c = counts(&r, "a", "b");
     let n = sent_by(&wire, A);
     assert_eq!(c.dropped, 0, "{c:?}");
@@ -121,6 +116,101 @@ fn duplicate_reorder_and_corrupt_take_their_shares_and_the_stream_survives() {
     about(c.duplicated, n, 0.20);
     about(c.reordered, n, 0.10);
     about(c.corrupted, n, 0.05);
+}
+
+/// The capture holds both sides of the link: every frame a sent, as sent, and every copy b
+/// received, each saying what the link did, in agreement with the link's own counts; and it
+/// survives a round trip through its pcapng file.
+#[test]
+fn the_capture_holds_what_each_host_sent_and_received() {
+    let Some(r) = transfer("loss 5% duplicate 10% reorder 10% corrupt 5%", "1MiB", 3) else {
+        return;
+    };
+    let cap = r.capture.as_ref().expect("captured");
+    assert_eq!(cap.interfaces, ["a", "b"]);
+    let c = counts(&r, "a", "b");
+    let seen = |p: &Packet| p.seen.expect("every frame says where it was seen");
+    // Frames a sent to b (b's own go the other way).
+    let sent: Vec<usize> = (0..cap.packets.len())
+        .filter(|&i| {
+            seen(&cap.packets[i]).received.is_none() && seen(&cap.packets[i]).interface == 0
+        })
+        .collect();
+    let copies = |i: usize| -> Vec<&Packet> {
+        cap.packets
+            .iter()
+            .filter(|p| seen(p).received == Some(i))
+            .collect()
+    };
+    let marked = |bit: u8| {
+        sent.iter()
+            .filter(|&&i| seen(&cap.packets[i]).marks.has(bit))
+            .count() as u64
+    };
+    assert_eq!(marked(Marks::DROPPED), c.dropped, "{c:?}");
+    assert_eq!(marked(Marks::DUPLICATED), c.duplicated, "{c:?}");
+    assert_eq!(marked(Marks::REORDERED), c.reordered, "{c:?}");
+    assert_eq!(marked(Marks::CORRUPTED), c.corrupted, "{c:?}");
+    let mut delivered = 0;
+    for &i in &sent {
+        let p = &cap.packets[i];
+        let marks = seen(p).marks;
+        let got = copies(i);
+        delivered += got.len() as u64;
+        let want = match () {
+            _ if marks.has(Marks::DROPPED) => 0,
+            _ if marks.has(Marks::DUPLICATED) => 2,
+            _ => 1,
+        };
+        assert_eq!(got.len(), want, "frame {i} ({marks})");
+        for copy in got {
+            assert_eq!(seen(copy).interface, 1, "received by b");
+            assert!(copy.ts >= p.ts);
+            // The same frame but for the receiver's address and, when corrupted, one bit.
+            let flipped: u32 = p.data[6..]
+                .iter()
+                .zip(&copy.data[6..])
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            let corrupted = marks.has(Marks::CORRUPTED);
+            assert_eq!(flipped, u32::from(corrupted), "frame {i} ({marks})");
+            assert_eq!(seen(copy).marks.has(Marks::CORRUPTED), corrupted);
+        }
+    }
+    assert_eq!(delivered, c.delivered, "{c:?}");
+    // The trace counts each frame once, as sent, with its marks.
+    let wire = captured(&r);
+    assert_eq!(sent_by(&wire, A), sent.len() as u64);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("links.pcap");
+    assert!(r.save_capture(&file).expect("saves"));
+    let back =
+        sockharness::capture::pcap::read(&std::fs::read(&file).expect("reads")).expect("parses");
+    assert_eq!(&back, cap);
+}
+
+/// A held packet is marked so, and its copy arrives only after the release.
+#[test]
+fn a_held_packet_arrives_after_its_release() {
+    let Some(r) = run_seeded(
+        "host a\nhost b\nlink a b\nlisten srv on b\nconnect cli from a to srv\n\
+         accept srv as conn\nhold cli -> srv P\nsend cli \"late\"\n\
+         recv conn 4 nowait == EAGAIN\nsleep 100ms\nrelease cli -> srv\n\
+         recv conn 4 == \"late\"\n",
+        0,
+    ) else {
+        return;
+    };
+    let wire = captured(&r);
+    let held: Vec<_> = wire
+        .segments
+        .iter()
+        .filter(|s| s.marks.has(Marks::HELD))
+        .collect();
+    assert_eq!(held.len(), 1, "{wire:?}");
+    assert_eq!(held[0].payload, b"late");
+    let waited = held[0].arrived.expect("delivered") - held[0].ts;
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
 }
 
 #[test]
@@ -170,7 +260,7 @@ fn mtu_sets_the_segment_size() {
             ),
             0,
         )?;
-        captured(&r)?
+        captured(&r)
             .segments
             .iter()
             .filter(|s| s.src.ip() == std::net::IpAddr::from(A))
@@ -213,7 +303,7 @@ fn the_seed_decides_which_packets_meet_which_fate() {
             eprintln!("not tested: {why}");
             return None;
         }
-        let wire = captured(&r)?;
+        let wire = captured(&r);
         Some(
             wire.segments
                 .iter()

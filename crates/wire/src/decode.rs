@@ -14,17 +14,28 @@ use super::pcap::{Capture, LinkType, Packet};
 use super::wire::{Flags, Segment, WireTrace, KEPT_PAYLOAD};
 
 /// Decodes every TCP segment of a capture; other packets are counted in
-/// [`WireTrace::skipped`].
+/// [`WireTrace::skipped`]. In a capture of hosts' links a segment is the packet as its host
+/// sent it, with what the link did to it; the copies the other host received only say when
+/// it arrived.
 pub fn decode(cap: &Capture) -> WireTrace {
     let mut trace = WireTrace {
         start: cap.packets.first().map(|p| p.ts).unwrap_or_default(),
         ..WireTrace::default()
     };
     let mut conns = Connections::default();
-    for p in &cap.packets {
+    // The segment each sent packet became, by packet index.
+    let mut segment_of: HashMap<usize, usize> = HashMap::new();
+    for (i, p) in cap.packets.iter().enumerate() {
+        if let Some(of) = p.seen.and_then(|s| s.received) {
+            if let Some(seg) = segment_of.get(&of).map(|&s| &mut trace.segments[s]) {
+                seg.arrived.get_or_insert(p.ts);
+            }
+            continue;
+        }
         match segment(cap.link, p) {
             Some(mut seg) => {
                 conns.number(&mut seg);
+                segment_of.insert(i, trace.segments.len());
                 trace.segments.push(seg);
             }
             None => trace.skipped += 1,
@@ -109,6 +120,8 @@ fn segment(link: LinkType, packet: &Packet) -> Option<Segment> {
         payload_len: ip_payload.saturating_sub(header_len),
         payload: payload[..payload.len().min(KEPT_PAYLOAD)].to_vec(),
         options: options(tcp),
+        marks: packet.seen.map(|s| s.marks).unwrap_or_default(),
+        arrived: None,
     })
 }
 
@@ -256,6 +269,8 @@ mod tests {
             payload_len: 0,
             payload: Vec::new(),
             options: Vec::new(),
+            marks: Default::default(),
+            arrived: None,
         }
     }
 
@@ -301,5 +316,74 @@ mod tests {
             seg(80, 1000, "SA", 100, 7001),
         ]);
         assert_eq!(got, [(0, 0, 0), (0, 1, 1), (0, 0, 0), (1, 0, 0), (1, 0, 1)]);
+    }
+
+    /// An Ethernet frame with a TCP segment from 10.0.0.1:1000 to 10.0.0.2:80 (or back).
+    fn frame(back: bool, syn: bool, seq: u32) -> Vec<u8> {
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let (src, dst, sp, dp) = if back {
+            (b, a, 80, 1000)
+        } else {
+            (a, b, 1000, 80)
+        };
+        let builder = etherparse::PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 1024);
+        let builder = if syn { builder.syn() } else { builder.ack(1) };
+        let mut out = Vec::new();
+        builder.write(&mut out, &[]).expect("writes to a Vec");
+        out
+    }
+
+    #[test]
+    fn a_hosts_capture_decodes_sent_copies_with_marks_and_arrivals() {
+        use crate::pcap::Seen;
+        use crate::Marks;
+        let packet = |ms: u64, data: Vec<u8>, interface, received, marks| Packet {
+            ts: Duration::from_millis(ms),
+            orig_len: data.len() as u32,
+            data,
+            seen: Some(Seen {
+                interface,
+                received,
+                marks: Marks::from_bits(marks),
+            }),
+        };
+        let cap = Capture {
+            link: LinkType::Ethernet,
+            packets: vec![
+                packet(0, frame(false, true, 5000), 0, None, Marks::DROPPED),
+                packet(1000, frame(false, true, 5000), 0, None, Marks::DUPLICATED),
+                packet(1010, frame(false, true, 5000), 1, Some(1), 0),
+                packet(
+                    1011,
+                    frame(false, true, 5000),
+                    1,
+                    Some(1),
+                    Marks::DUPLICATED,
+                ),
+                packet(1012, frame(true, false, 9000), 1, None, 0),
+            ],
+            interfaces: vec!["a".into(), "b".into()],
+        };
+        let wire = decode(&cap);
+        assert_eq!(wire.skipped, 0);
+        let got: Vec<_> = wire
+            .segments
+            .iter()
+            .map(|s| (s.flags.letters(), s.marks.to_string(), s.arrived))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("S".to_string(), "dropped".to_string(), None),
+                (
+                    "S".to_string(),
+                    "duplicated".to_string(),
+                    Some(Duration::from_millis(1010))
+                ),
+                ("A".to_string(), String::new(), None),
+            ]
+        );
     }
 }

@@ -15,6 +15,6 @@ pub mod svg;
 mod wire;
 
 pub use decode::decode;
-pub use pcap::{Capture, LinkType, Packet, PcapError};
+pub use pcap::{Capture, LinkType, Packet, PcapError, Seen};
 pub use render::RenderOptions;
-pub use wire::{Flags, Segment, WireTrace, KEPT_PAYLOAD};
+pub use wire::{Flags, Marks, Segment, WireTrace, KEPT_PAYLOAD};

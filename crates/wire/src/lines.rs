@@ -9,14 +9,14 @@
 //! carried, so a segment that carries no new byte changes nothing, however late it comes. A FIN
 //! sent again at the sequence number of one already shown is left out too: whether the first
 //! one's ACK came back before the retransmission timer fired is timing, on a loaded machine as
-//! on a lossy one.
+//! on a lossy one; but where the link dropped the one shown, the FIN that made it is shown too.
 //! A SYN sent again is kept, because there it is the scenario (a full queue) that decides.
 //!
 //! Twelve captures of two sockets sending each other 1 MiB at once showed two different
 //! interleavings at the level of runs of segments: merging only neighbouring lines is not
 //! enough.
 
-use super::wire::Segment;
+use super::wire::{Marks, Segment};
 
 /// Payload bytes shown in a preview.
 pub(super) const SHOWN: usize = 32;
@@ -85,7 +85,7 @@ pub(super) fn lines<'a>(segs: &[&'a Segment], merge: bool, acks: bool) -> Vec<Li
     // The data segments of each block, and each direction's open block.
     let mut blocks: Vec<Vec<&'a Segment>> = Vec::new();
     let mut open: [Option<usize>; 2] = [None; 2];
-    // Per direction: the sequence number of the last bare FIN shown.
+    // Per direction: the sequence number of the last bare FIN shown, while it was not dropped.
     let mut fin: [Option<u32>; 2] = [None; 2];
     for &s in segs {
         if s.is_pure_ack() && !acks {
@@ -109,7 +109,7 @@ pub(super) fn lines<'a>(segs: &[&'a Segment], merge: bool, acks: bool) -> Vec<Li
             if fin[dir] == Some(s.rel_seq) {
                 continue;
             }
-            fin[dir] = Some(s.rel_seq);
+            fin[dir] = (!s.marks.has(Marks::DROPPED)).then_some(s.rel_seq);
         }
         slots.push(Slot::Line(s));
         open[dir] = None;
@@ -190,6 +190,8 @@ mod tests {
             payload_len: u32::try_from(payload.len()).expect("small"),
             payload: payload.to_vec(),
             options: Vec::new(),
+            marks: Default::default(),
+            arrived: None,
         }
     }
 
@@ -266,6 +268,15 @@ mod tests {
             shape(&lines(&refs, true, false)),
             ["1..7 abcdef", "1..2 x", "FA"]
         );
+    }
+
+    #[test]
+    fn a_fin_the_link_dropped_is_followed_by_the_one_that_made_it() {
+        let mut lost = seg(1, "FA", 9, b"");
+        lost.marks = Marks::from_bits(Marks::DROPPED);
+        let segs = [lost, seg(1, "FA", 9, b""), seg(1, "FA", 9, b"")];
+        let refs: Vec<&Segment> = segs.iter().collect();
+        assert_eq!(shape(&lines(&refs, true, false)), ["FA", "FA"]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Capture files: read classic pcap (either byte order, micro- or nanosecond timestamps) and
-//! pcapng; write classic pcap. The `pcap-file` crate parses the containers; this module checks
+//! pcapng; write classic pcap, or pcapng for a capture of hosts' links (an interface per host,
+//! and for each packet a comment saying which side it was seen on and what the link did). The `pcap-file` crate parses the containers; this module checks
 //! what it leaves to the caller (truncation, link types, pcapng timestamp units) so that a broken
 //! file is an error and never a panic.
 
@@ -7,11 +8,14 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapParser, PcapWriter, RawPcapPacket};
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
-use pcap_file::pcapng::{Block, PcapNgParser};
+use pcap_file::pcapng::{Block, PcapNgParser, PcapNgWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
+
+use super::wire::Marks;
 
 /// Snapshot length of the files [`write()`] produces: tcpdump's default, above any loopback
 /// packet (64 KiB plus headers, even with GSO).
@@ -71,6 +75,69 @@ pub struct Packet {
     pub data: Vec<u8>,
     /// The packet's length on the wire, at least `data.len()`.
     pub orig_len: u32,
+    /// Where on a link between hosts it was seen; `None` in a capture of one interface.
+    pub seen: Option<Seen>,
+}
+
+impl Packet {
+    /// Whether this is the copy a host received of a packet another host sent (the sent copy
+    /// is the one that counts on the wire).
+    pub fn is_received_copy(&self) -> bool {
+        self.seen.is_some_and(|s| s.received.is_some())
+    }
+}
+
+/// Which side of a link between hosts a packet was seen on, and what the link did to it.
+/// Written to pcapng as the packet's interface, its direction flag and a comment:
+/// `sockharness: sent (dropped)`, `sockharness: received, frame 12 (corrupted)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The host, as an index into [`Capture::interfaces`].
+    pub interface: u32,
+    /// For a copy the host received, the index in the capture of the packet as it was sent
+    /// (which comes earlier); `None` for a packet the host sent.
+    pub received: Option<usize>,
+    /// What the link did: to the packet as a whole on the sent copy, to this copy on a
+    /// received one.
+    pub marks: Marks,
+}
+
+/// How a pcapng comment says it was written here.
+const COMMENT: &str = "sockharness: ";
+
+impl Seen {
+    /// The pcapng comment that records it.
+    fn comment(&self) -> String {
+        let mut c = match self.received {
+            None => format!("{COMMENT}sent"),
+            Some(of) => format!("{COMMENT}received, frame {}", of + 1),
+        };
+        if !self.marks.is_empty() {
+            c = format!("{c} ({})", self.marks);
+        }
+        c
+    }
+
+    /// Reads what [`Seen::comment`] wrote; `None` for any other comment.
+    fn from_comment(interface: u32, comment: &str) -> Option<Seen> {
+        let rest = comment.strip_prefix(COMMENT)?;
+        let (side, marks) = match rest.split_once(" (") {
+            Some((side, marks)) => (side, Marks::from_words(marks.strip_suffix(')')?)?),
+            None => (rest, Marks::default()),
+        };
+        let received = match side {
+            "sent" => None,
+            _ => {
+                let frame: usize = side.strip_prefix("received, frame ")?.parse().ok()?;
+                Some(frame.checked_sub(1)?)
+            }
+        };
+        Some(Seen {
+            interface,
+            received,
+            marks,
+        })
+    }
 }
 
 /// A whole capture: its link type and its packets in file order.
@@ -80,6 +147,9 @@ pub struct Capture {
     pub link: LinkType,
     /// The packets, in the order they were captured.
     pub packets: Vec<Packet>,
+    /// The interfaces the packets were seen on, by name, where there are several: a scenario's
+    /// hosts. Empty for a capture of one interface (written as classic pcap).
+    pub interfaces: Vec<String>,
 }
 
 /// Why bytes could not be read as a capture.
@@ -184,7 +254,11 @@ fn read_pcap(bytes: &[u8]) -> Result<Capture, PcapError> {
         packets.push(raw_packet(raw, header.ts_resolution, offset)?);
         rest = next;
     }
-    Ok(Capture { link, packets })
+    Ok(Capture {
+        link,
+        packets,
+        interfaces: Vec::new(),
+    })
 }
 
 fn raw_packet(raw: RawPcapPacket, res: TsResolution, offset: usize) -> Result<Packet, PcapError> {
@@ -204,6 +278,7 @@ fn raw_packet(raw: RawPcapPacket, res: TsResolution, offset: usize) -> Result<Pa
         // Some writers leave the original length at 0; it is never less than what was kept.
         orig_len: raw.orig_len.max(raw.incl_len),
         data,
+        seen: None,
     })
 }
 
@@ -212,16 +287,19 @@ struct Interface {
     dlt: u32,
     resol: u8,
     offset_secs: u64,
+    name: Option<String>,
 }
 
 impl Interface {
     fn new(idb: &InterfaceDescriptionBlock) -> Interface {
         let mut resol = 6; // pcapng's default: microseconds.
         let mut offset_secs = 0;
+        let mut name = None;
         for opt in &idb.options {
             match opt {
                 InterfaceDescriptionOption::IfTsResol(r) => resol = *r,
                 InterfaceDescriptionOption::IfTsOffset(o) => offset_secs = *o,
+                InterfaceDescriptionOption::IfName(n) => name = Some(n.to_string()),
                 _ => {}
             }
         }
@@ -229,6 +307,7 @@ impl Interface {
             dlt: u32::from(idb.linktype),
             resol,
             offset_secs,
+            name,
         }
     }
 
@@ -262,8 +341,8 @@ fn read_pcapng(bytes: &[u8]) -> Result<Capture, PcapError> {
             .next_block(rest)
             .map_err(|e| parse_error(e, "a block", offset, bytes))?;
         rest = next;
-        // (interface, raw timestamp, original length, data)
-        let (iface, raw_ts, orig_len, data) = match block {
+        // (interface, raw timestamp, original length, data, comment)
+        let (iface, raw_ts, orig_len, data, comment) = match block {
             Block::SectionHeader(_) => {
                 // A new section starts its own interface numbering.
                 interfaces.clear();
@@ -277,15 +356,20 @@ fn read_pcapng(bytes: &[u8]) -> Result<Capture, PcapError> {
                 // The crate stores the raw 64-bit count as nanoseconds; undo that and apply
                 // the interface's real unit below.
                 let raw = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
-                (epb.interface_id, raw, epb.original_len, epb.data)
+                let comment = epb.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                    _ => None,
+                });
+                (epb.interface_id, raw, epb.original_len, epb.data, comment)
             }
             Block::Packet(pb) => (
                 u32::from(pb.interface_id),
                 pb.timestamp,
                 pb.original_len,
                 pb.data,
+                None,
             ),
-            Block::SimplePacket(spb) => (0, 0, spb.original_len, spb.data),
+            Block::SimplePacket(spb) => (0, 0, spb.original_len, spb.data, None),
             _ => continue,
         };
         let Some(interface) = interfaces.get(iface as usize) else {
@@ -300,10 +384,14 @@ fn read_pcapng(bytes: &[u8]) -> Result<Capture, PcapError> {
             Some(_) => {}
         }
         let data = data.into_owned();
+        let seen = comment
+            .and_then(|c| Seen::from_comment(iface, &c))
+            .filter(|s| s.received.is_none_or(|of| of < packets.len()));
         packets.push(Packet {
             ts: interface.time(raw_ts),
             orig_len: orig_len.max(u32::try_from(data.len()).unwrap_or(u32::MAX)),
             data,
+            seen,
         });
     }
     // A capture without packets still needs a link type: take the first interface's.
@@ -311,16 +399,41 @@ fn read_pcapng(bytes: &[u8]) -> Result<Capture, PcapError> {
         .or_else(|| interfaces.first().map(|i| i.dlt))
         .unwrap_or(1);
     let link = LinkType::from_dlt(dlt).ok_or(PcapError::UnsupportedLink(dlt))?;
-    Ok(Capture { link, packets })
+    // Names matter where packets say which host they were seen at.
+    let interfaces = if packets.iter().any(|p| p.seen.is_some()) {
+        let n = interfaces.len();
+        (0..n)
+            .map(|i| {
+                interfaces[i]
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("if{i}"))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Capture {
+        link,
+        packets,
+        interfaces,
+    })
 }
 
-/// Writes classic pcap, one packet at a time: for captures that are written as they happen.
+/// Writes a capture one packet at a time, for captures written as they happen: classic pcap,
+/// or pcapng where the packets were seen at several interfaces.
 pub struct Writer<W: Write> {
-    inner: PcapWriter<W>,
+    inner: Inner<W>,
+}
+
+enum Inner<W: Write> {
+    Pcap(PcapWriter<W>),
+    PcapNg(PcapNgWriter<W>),
 }
 
 impl<W: Write> Writer<W> {
-    /// Writes the file header: native byte order, microsecond timestamps, [`SNAPLEN`].
+    /// Writes a classic pcap file header: native byte order, microsecond timestamps,
+    /// [`SNAPLEN`].
     pub fn new(w: W, link: LinkType) -> io::Result<Writer<W>> {
         let header = PcapHeader {
             version_major: 2,
@@ -333,7 +446,32 @@ impl<W: Write> Writer<W> {
             endianness: Endianness::native(),
         };
         let inner = PcapWriter::with_header(w, header).map_err(io_error)?;
-        Ok(Writer { inner })
+        Ok(Writer {
+            inner: Inner::Pcap(inner),
+        })
+    }
+
+    /// Writes the header a capture with these `interfaces` needs: classic pcap for none, else
+    /// pcapng with one interface per name (nanosecond timestamps, [`SNAPLEN`]).
+    pub fn with_interfaces(w: W, link: LinkType, interfaces: &[String]) -> io::Result<Writer<W>> {
+        if interfaces.is_empty() {
+            return Self::new(w, link);
+        }
+        let mut ng = PcapNgWriter::with_endianness(w, Endianness::native()).map_err(io_error)?;
+        for name in interfaces {
+            let idb = InterfaceDescriptionBlock {
+                linktype: DataLink::from(link.dlt()),
+                snaplen: SNAPLEN,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(name.clone().into()),
+                    InterfaceDescriptionOption::IfTsResol(9),
+                ],
+            };
+            ng.write_pcapng_block(idb).map_err(io_error)?;
+        }
+        Ok(Writer {
+            inner: Inner::PcapNg(ng),
+        })
     }
 
     /// Writes one packet, cut at [`SNAPLEN`] bytes.
@@ -341,13 +479,37 @@ impl<W: Write> Writer<W> {
         let kept = &p.data[..p.data.len().min(SNAPLEN as usize)];
         // The original length is never less than the bytes we have, cut or not.
         let orig_len = p.orig_len.max(p.data.len().try_into().unwrap_or(u32::MAX));
-        let packet = PcapPacket::new(p.ts, orig_len, kept);
-        self.inner.write_packet(&packet).map(drop).map_err(io_error)
+        match &mut self.inner {
+            Inner::Pcap(w) => {
+                let packet = PcapPacket::new(p.ts, orig_len, kept);
+                w.write_packet(&packet).map(drop).map_err(io_error)
+            }
+            Inner::PcapNg(w) => {
+                let mut options = Vec::new();
+                if let Some(seen) = p.seen {
+                    // The direction bits of epb_flags: 1 inbound, 2 outbound.
+                    let direction = if seen.received.is_some() { 1 } else { 2 };
+                    options.push(EnhancedPacketOption::Flags(direction));
+                    options.push(EnhancedPacketOption::Comment(seen.comment().into()));
+                }
+                let epb = EnhancedPacketBlock {
+                    interface_id: p.seen.map_or(0, |s| s.interface),
+                    timestamp: p.ts,
+                    original_len: orig_len,
+                    data: kept.into(),
+                    options,
+                };
+                w.write_pcapng_block(epb).map(drop).map_err(io_error)
+            }
+        }
     }
 
     /// Returns the underlying writer.
     pub fn into_inner(self) -> W {
-        self.inner.into_writer()
+        match self.inner {
+            Inner::Pcap(w) => w.into_writer(),
+            Inner::PcapNg(w) => w.into_inner(),
+        }
     }
 }
 
@@ -358,9 +520,9 @@ fn io_error(e: pcap_file::PcapError) -> io::Error {
     }
 }
 
-/// Writes a whole capture as classic pcap (see [`Writer`]).
+/// Writes a whole capture (see [`Writer`]).
 pub fn write(w: impl Write, cap: &Capture) -> io::Result<()> {
-    let mut writer = Writer::new(w, cap.link)?;
+    let mut writer = Writer::with_interfaces(w, cap.link, &cap.interfaces)?;
     for p in &cap.packets {
         writer.packet(p)?;
     }
@@ -379,13 +541,16 @@ mod tests {
                     ts: Duration::new(1_700_000_000, 123_456_000),
                     data: vec![0x45, 0, 0, 20],
                     orig_len: 4,
+                    seen: None,
                 },
                 Packet {
                     ts: Duration::new(1_700_000_001, 0),
                     data: vec![1, 2, 3],
                     orig_len: 1500,
+                    seen: None,
                 },
             ],
+            interfaces: Vec::new(),
         }
     }
 
@@ -430,18 +595,21 @@ mod tests {
             dlt: 1,
             resol: 3,
             offset_secs: 0,
+            name: None,
         };
         assert_eq!(ms.time(1_500), Duration::from_millis(1_500));
         let bin = Interface {
             dlt: 1,
             resol: 0x80 | 10,
             offset_secs: 5,
+            name: None,
         };
         assert_eq!(bin.time(1024), Duration::from_secs(6));
         let absurd = Interface {
             dlt: 1,
             resol: 127,
             offset_secs: 0,
+            name: None,
         };
         assert_eq!(absurd.time(u64::MAX), Duration::ZERO);
     }
@@ -483,10 +651,59 @@ mod tests {
                 ts: Duration::ZERO,
                 data: vec![7; SNAPLEN as usize + 10],
                 orig_len: 0,
+                seen: None,
             }],
+            interfaces: Vec::new(),
         };
         let back = read(&written(&cap)).expect("reads");
         assert_eq!(back.packets[0].data.len(), SNAPLEN as usize);
         assert_eq!(back.packets[0].orig_len, SNAPLEN + 10);
+    }
+
+    #[test]
+    fn hosts_captures_round_trip_through_pcapng() {
+        let packet = |ts: u64, interface: u32, received: Option<usize>, marks: u8| Packet {
+            ts: Duration::new(1_700_000_000, 123_456_789) + Duration::from_millis(ts),
+            data: vec![0xAB; 60],
+            orig_len: 60,
+            seen: Some(Seen {
+                interface,
+                received,
+                marks: Marks::from_bits(marks),
+            }),
+        };
+        let cap = Capture {
+            link: LinkType::Ethernet,
+            packets: vec![
+                packet(0, 0, None, Marks::DUPLICATED | Marks::CORRUPTED),
+                packet(1, 1, Some(0), Marks::CORRUPTED),
+                packet(2, 1, Some(0), Marks::DUPLICATED | Marks::CORRUPTED),
+                packet(3, 1, None, Marks::DROPPED),
+            ],
+            interfaces: vec!["client".into(), "server".into()],
+        };
+        let bytes = written(&cap);
+        assert_eq!(&bytes[..4], &0x0A0D_0D0Au32.to_be_bytes());
+        assert_eq!(read(&bytes).expect("own output reads"), cap);
+        let comment = |i: usize| cap.packets[i].seen.expect("seen").comment();
+        assert_eq!(comment(0), "sockharness: sent (duplicated, corrupted)");
+        assert_eq!(
+            comment(2),
+            "sockharness: received, frame 1 (duplicated, corrupted)"
+        );
+        assert_eq!(comment(3), "sockharness: sent (dropped)");
+    }
+
+    #[test]
+    fn other_comments_are_only_comments() {
+        for c in [
+            "a note",
+            "sockharness: lost",
+            "sockharness: sent (eaten)",
+            "sockharness: received, frame 0",
+            "sockharness: received, frame x",
+        ] {
+            assert_eq!(Seen::from_comment(0, c), None, "{c}");
+        }
     }
 }

@@ -124,6 +124,9 @@ impl WireTrace {
         if len > 0 {
             let _ = write!(out, " {}", payload_preview(payload, len));
         }
+        if l.run.is_none() && !s.marks.is_empty() {
+            let _ = write!(out, "  ({})", s.marks);
+        }
         out.push('\n');
     }
 
@@ -157,6 +160,8 @@ impl WireTrace {
             raw_ack: s.ack,
             options: &s.options,
             payload: escape(&s.payload),
+            marks: s.marks.words(),
+            arrived_us: s.arrived.map(|t| micros(t.saturating_sub(self.start))),
         });
         let doc = JsonTrace {
             connections,
@@ -204,6 +209,11 @@ struct JsonSegment<'a> {
     options: &'a [String],
     /// The first bytes, escaped as the scenario language writes data.
     payload: String,
+    /// What the link between hosts did to it.
+    marks: Vec<&'static str>,
+    /// When it reached the other host, where both sides of a link were captured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arrived_us: Option<u64>,
 }
 
 #[cfg(test)]
@@ -228,6 +238,8 @@ mod tests {
             payload_len: u32::try_from(payload.len()).expect("small"),
             payload: payload.to_vec(),
             options: Vec::new(),
+            marks: Default::default(),
+            arrived: None,
         }
     }
 
@@ -285,6 +297,30 @@ mod tests {
             text.contains("  +0.000050s  127.0.0.1:1000 -> 127.0.0.1:80  PA    seq=5 ack=1 len=12 win=512 \"/ HTTP/1.0\\r\\n\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn what_the_link_did_shows_on_control_lines_and_in_json() {
+        let mut t = trace();
+        t.segments[0].marks = crate::Marks::from_bits(crate::Marks::DROPPED);
+        t.segments[3].marks = crate::Marks::from_bits(crate::Marks::DUPLICATED);
+        t.segments[1].arrived = Some(Duration::from_micros(1500));
+        let text = t.render(&names, &RenderOptions::default());
+        assert!(
+            text.contains("  cli -> srv  S     seq=0 ack=0 len=0  (dropped)\n"),
+            "{text}"
+        );
+        // A run of data is the bytes sent, however the link treated its segments.
+        assert!(!text.contains("duplicated"), "{text}");
+        let opts = RenderOptions {
+            acks: true,
+            ..RenderOptions::default()
+        };
+        let text = t.render(&names, &opts);
+        assert!(text.contains("len=4 \"GET \"  (duplicated)\n"), "{text}");
+        let json = t.to_json(&names);
+        assert!(json.contains("\"dropped\""), "{json}");
+        assert!(json.contains("\"arrived_us\": 1500"), "{json}");
     }
 
     #[test]

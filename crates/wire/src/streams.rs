@@ -34,7 +34,8 @@ pub fn client_streams(cap: &Capture) -> Vec<ClientStream> {
         data: BTreeMap<u32, Vec<u8>>,
     }
     let mut halves: Vec<((SocketAddr, SocketAddr), Half)> = Vec::new();
-    for p in &cap.packets {
+    // A copy a host received carries nothing its sender did not send.
+    for p in cap.packets.iter().filter(|p| !p.is_received_copy()) {
         let Some(sliced) = slice(cap.link, &p.data) else {
             continue;
         };

@@ -1,10 +1,11 @@
 //! Ladder diagrams: one column per endpoint, one arrow per segment in capture order, drawn as
-//! plain SVG text that any browser opens.
+//! plain SVG text that any browser opens. A segment a link between hosts dropped stops half-way
+//! at a cross; one it held, reordered, duplicated or corrupted says so in its label.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::wire::{Flags, Segment, WireTrace};
+use super::wire::{Flags, Marks, Segment, WireTrace};
 use sockharness_script::escape;
 
 /// Space left of the first column, for times.
@@ -98,6 +99,9 @@ fn label(s: &Segment) -> String {
         let _ = write!(l, " ack={}", s.rel_ack);
     }
     let _ = write!(l, " len={}", s.payload_len);
+    if !s.marks.is_empty() {
+        let _ = write!(l, " ({})", s.marks);
+    }
     l
 }
 
@@ -222,8 +226,22 @@ fn arrow(out: &mut String, trace: &WireTrace, s: &Segment, y: usize, (x1, x2): (
     if !s.options.is_empty() {
         let _ = write!(title, " <{}>", s.options.join(", "));
     }
+    if let Some(at) = s.arrived {
+        let took = at.saturating_sub(s.ts);
+        let _ = write!(title, "; arrived {} µs later", took.as_micros());
+    }
+    if !s.marks.is_empty() {
+        let _ = write!(title, "; {}", s.marks);
+    }
+    let dropped = s.marks.has(Marks::DROPPED);
+    // A dropped segment has no head: it never got there.
+    let head = if dropped {
+        String::new()
+    } else {
+        format!(" marker-end=\"url(#head{idx})\"")
+    };
     let common = format!(
-        "stroke=\"{}\" stroke-width=\"{}\"{} fill=\"none\" marker-end=\"url(#head{idx})\"",
+        "stroke=\"{}\" stroke-width=\"{}\"{} fill=\"none\"{head}",
         st.colour, st.width, st.dash
     );
     let (lx, anchor) = if x1 == x2 {
@@ -234,6 +252,26 @@ fn arrow(out: &mut String, trace: &WireTrace, s: &Segment, y: usize, (x1, x2): (
             xml(&title)
         );
         (x1 + 46, "start")
+    } else if dropped {
+        // Half-way across, then a cross where it was lost.
+        let mid = (x1 + x2) / 2;
+        let (ym, c) = (y + DROP / 2, 4);
+        let _ = writeln!(
+            out,
+            "<g><title>{}</title><line x1=\"{x1}\" y1=\"{y}\" x2=\"{mid}\" y2=\"{ym}\" {common}/>\
+             <path d=\"M{},{} l{},{} M{},{} l{},-{}\" stroke=\"{}\" stroke-width=\"2\"/></g>",
+            xml(&title),
+            mid - c,
+            ym - c,
+            2 * c,
+            2 * c,
+            mid - c,
+            ym + c,
+            2 * c,
+            2 * c,
+            st.colour
+        );
+        (mid, "middle")
     } else {
         let _ = writeln!(
             out,
@@ -272,6 +310,8 @@ mod tests {
             payload_len: len,
             payload: b"<&\x01>".to_vec(),
             options: vec!["mss 1460".into()],
+            marks: Default::default(),
+            arrived: None,
         }
     }
 
@@ -291,6 +331,26 @@ mod tests {
             assert!(drawing.contains(st.colour));
         }
         assert_eq!(drawing.matches("<title>").count(), 3);
+    }
+
+    #[test]
+    fn a_dropped_segment_stops_at_a_cross_and_marks_are_labelled() {
+        let mut lost = seg(1, 2, "S", 0);
+        lost.marks = Marks::from_bits(Marks::DROPPED);
+        let mut late = seg(2, 1, "SA", 0);
+        late.marks = Marks::from_bits(Marks::HELD);
+        late.arrived = Some(late.ts + std::time::Duration::from_millis(5));
+        let trace = WireTrace {
+            segments: vec![lost, late],
+            skipped: 0,
+            start: Duration::ZERO,
+        };
+        let drawing = svg(&trace, &|_| None);
+        assert_eq!(drawing.matches("marker-end=").count(), 1 + STYLES.len());
+        assert!(drawing.contains("len=0 (dropped)</text>"));
+        assert!(drawing.contains("len=0 (held)</text>"));
+        assert!(drawing.contains("; arrived 5000 µs later; held</title>"));
+        assert!(drawing.contains("<path d=\"M"));
     }
 
     #[test]

@@ -87,6 +87,82 @@ impl fmt::Display for Flags {
     }
 }
 
+/// What the link between two hosts did to a packet (a scenario with hosts records it with
+/// the capture; a capture of loopback has none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Marks(u8);
+
+impl Marks {
+    /// Never delivered: lost, on a link that was down, taken by `drop`, or between hosts with
+    /// no link.
+    pub const DROPPED: u8 = 0x01;
+    /// Delivered more than once.
+    pub const DUPLICATED: u8 = 0x02;
+    /// Held back behind the packet after it.
+    pub const REORDERED: u8 = 0x04;
+    /// Delivered with a bit flipped.
+    pub const CORRUPTED: u8 = 0x08;
+    /// Held by `hold` until a `release`.
+    pub const HELD: u8 = 0x10;
+
+    /// Each mark's word, in the order they are written.
+    const WORDS: [(u8, &'static str); 5] = [
+        (Self::DROPPED, "dropped"),
+        (Self::HELD, "held"),
+        (Self::REORDERED, "reordered"),
+        (Self::DUPLICATED, "duplicated"),
+        (Self::CORRUPTED, "corrupted"),
+    ];
+
+    /// Marks from their bits.
+    pub const fn from_bits(bits: u8) -> Marks {
+        Marks(bits)
+    }
+
+    /// The mark bits.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether there is no mark.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every mark in `bits` is set.
+    pub const fn has(self, bits: u8) -> bool {
+        self.0 & bits == bits
+    }
+
+    /// The set marks' words: `dropped`, `held`, `reordered`, `duplicated`, `corrupted`.
+    pub fn words(self) -> Vec<&'static str> {
+        Self::WORDS
+            .iter()
+            .filter(|(bit, _)| self.has(*bit))
+            .map(|(_, w)| *w)
+            .collect()
+    }
+
+    /// Marks from words separated by commas (`"dropped, held"`), or `None` when one is not a
+    /// mark's word.
+    pub fn from_words(words: &str) -> Option<Marks> {
+        words
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .try_fold(Marks(0), |acc, w| {
+                let (bit, _) = Self::WORDS.iter().find(|(_, word)| *word == w)?;
+                Some(Marks(acc.0 | bit))
+            })
+    }
+}
+
+impl fmt::Display for Marks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.words().join(", "))
+    }
+}
+
 /// One captured TCP segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -120,6 +196,11 @@ pub struct Segment {
     /// TCP options in tcpdump's words: `mss 65495`, `sackOK`, `ts val 1 ecr 0`, `wscale 7`,
     /// `sack 1-5` (raw sequence numbers); no-ops left out.
     pub options: Vec<String>,
+    /// What the link between hosts did to it; none on loopback.
+    pub marks: Marks,
+    /// When its first copy reached the receiving host, where the capture recorded both sides
+    /// of a link (and it arrived at all).
+    pub arrived: Option<Duration>,
 }
 
 impl Segment {
@@ -213,5 +294,14 @@ mod tests {
         assert!(!sa.contains_all("SF"));
         assert!(!sa.contains_all("Q"));
         assert_eq!(sa.to_string(), "SA");
+    }
+
+    #[test]
+    fn marks_round_trip_through_words() {
+        let m = Marks::from_bits(Marks::HELD | Marks::CORRUPTED);
+        assert_eq!(m.to_string(), "held, corrupted");
+        assert_eq!(Marks::from_words("held, corrupted"), Some(m));
+        assert_eq!(Marks::from_words(""), Some(Marks::default()));
+        assert_eq!(Marks::from_words("dropped, lost"), None);
     }
 }

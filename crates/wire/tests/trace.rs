@@ -144,6 +144,7 @@ fn ip_packets(cap: &Capture) -> Vec<(Packet, bool)> {
                     ts: p.ts,
                     data,
                     orig_len,
+                    seen: None,
                 },
                 v6,
             )
@@ -163,10 +164,15 @@ fn rewrap(cap: &Capture, link: LinkType, header: impl Fn(bool) -> Vec<u8>) -> Ca
                 ts: p.ts,
                 data,
                 orig_len,
+                seen: None,
             }
         })
         .collect();
-    Capture { link, packets }
+    Capture {
+        link,
+        packets,
+        interfaces: Vec::new(),
+    }
 }
 
 fn ether_type(v6: bool) -> [u8; 2] {
@@ -243,6 +249,7 @@ fn non_tcp_packets_are_counted_not_decoded() {
             ts: cap.packets[0].ts,
             data: arp,
             orig_len: 42,
+            seen: None,
         },
     );
     let wire = decode(&cap);

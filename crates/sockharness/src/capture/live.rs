@@ -1,11 +1,14 @@
 //! Live capture on the loopback of the calling thread's network namespace: by default through an
-//! AF_PACKET socket (no system library needed), with the `libpcap` feature through libpcap.
+//! AF_PACKET socket (no system library needed), with the `libpcap` feature through libpcap. In
+//! a scenario with hosts the capture is the wire's own record instead (see
+//! [`Tape`](crate::network::tape::Tape)), whichever the backend.
 
 use std::io;
 #[cfg(not(feature = "libpcap"))]
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 #[cfg(not(feature = "libpcap"))]
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,6 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::pcap::{LinkType, Packet};
 use super::spill::{self, CaptureFile, Spill};
+use crate::network::tape::Tape;
 
 /// The largest frame `lo` hands a packet socket (GSO frames can reach 64 KiB plus headers).
 const FRAME: usize = 256 * 1024;
@@ -24,9 +28,11 @@ const RCVBUF: usize = 64 << 20;
 /// Payload bytes a capture keeps in memory before it spills to a file, by default.
 pub const MEMORY: usize = 32 << 20;
 
-/// An open capture of every frame on `lo`.
+/// An open capture of every frame on `lo`, or of every frame on a scenario's links.
 pub struct LiveCapture {
-    source: Source,
+    source: Input,
+    /// The hosts, for a capture of their links.
+    interfaces: Vec<String>,
     packets: Vec<Packet>,
     /// Bytes of the frames in `packets`, while they are kept whole.
     kept: usize,
@@ -49,19 +55,19 @@ impl LiveCapture {
     /// Opens a capture on `lo` of the calling thread's network namespace. Frames queue from now
     /// on; [`LiveCapture::drain`] collects them.
     pub fn open_loopback() -> io::Result<LiveCapture> {
-        Self::with(Source::open(false)?)
+        Ok(Self::with(Input::Kernel(Source::open()?), Vec::new()))
     }
 
-    /// Opens a capture on every interface of the calling thread's network namespace: in a
-    /// scenario with hosts, the near ends of their links, where what each host sends arrives
-    /// (kept) and what it is sent leaves (counted).
-    pub fn open_links() -> io::Result<LiveCapture> {
-        Self::with(Source::open(true)?)
+    /// A capture of what the forwarder of a scenario's links records on `tape`: what each of
+    /// the `hosts` sent and received.
+    pub fn of_links(tape: Arc<Tape>, hosts: Vec<String>) -> LiveCapture {
+        Self::with(Input::Wire(tape), hosts)
     }
 
-    fn with(source: Source) -> io::Result<LiveCapture> {
-        Ok(LiveCapture {
+    fn with(source: Input, interfaces: Vec<String>) -> LiveCapture {
+        LiveCapture {
             source,
+            interfaces,
             packets: Vec::new(),
             kept: 0,
             memory: MEMORY,
@@ -69,7 +75,7 @@ impl LiveCapture {
             spill: SpillState::Memory,
             sent: 0,
             arrived: 0,
-        })
+        }
     }
 
     /// Keeps at most `memory` bytes of frames in memory; beyond that the capture goes on in a
@@ -82,12 +88,33 @@ impl LiveCapture {
 
     /// The descriptor to wait for readability on.
     pub fn raw_fd(&self) -> RawFd {
-        self.source.raw_fd()
+        match &self.source {
+            Input::Kernel(source) => source.raw_fd(),
+            Input::Wire(tape) => tape.raw_fd(),
+        }
+    }
+
+    /// The hosts whose links are captured; empty for loopback.
+    pub fn interfaces(&self) -> &[String] {
+        &self.interfaces
     }
 
     /// Collects every frame queued so far, without blocking.
     pub fn drain(&mut self) -> io::Result<()> {
-        while let Some(frame) = self.source.read_one()? {
+        loop {
+            let frame = match &mut self.source {
+                Input::Kernel(source) => match source.read_one()? {
+                    Some(frame) => frame,
+                    None => return Ok(()),
+                },
+                Input::Wire(tape) => {
+                    for p in tape.take() {
+                        self.arrived += 1;
+                        self.keep(p);
+                    }
+                    return Ok(());
+                }
+            };
             match frame {
                 Frame::Sent => self.sent += 1,
                 Frame::Arrived(p) => {
@@ -96,7 +123,6 @@ impl LiveCapture {
                 }
             }
         }
-        Ok(())
     }
 
     fn keep(&mut self, mut p: Packet) {
@@ -125,7 +151,13 @@ impl LiveCapture {
     /// Moves the whole frames to a file and keeps their headers; where no file can be had,
     /// keeps the headers only and says why.
     fn start_spill(&mut self) {
-        self.spill = match Spill::start(&self.spill_dir, LinkType::Ethernet, &self.packets) {
+        let spill = Spill::start(
+            &self.spill_dir,
+            LinkType::Ethernet,
+            &self.interfaces,
+            &self.packets,
+        );
+        self.spill = match spill {
             Ok(file) => SpillState::Writing(file),
             Err(e) => SpillState::Failed(self.spill_error(&e)),
         };
@@ -148,7 +180,8 @@ impl LiveCapture {
     /// answers are still to come. `None` where the backend hides sent frames (libpcap does on
     /// `lo`).
     pub fn delivered(&self) -> Option<bool> {
-        Source::SHOWS_SENT.then_some(self.arrived >= self.sent)
+        let shows_sent = matches!(self.source, Input::Kernel(_)) && Source::SHOWS_SENT;
+        shows_sent.then_some(self.arrived >= self.sent)
     }
 
     /// Frames collected so far.
@@ -159,15 +192,24 @@ impl LiveCapture {
     /// Frames the kernel dropped because the buffer was full (call it once, at the end: reading
     /// may reset the kernel's counter).
     pub fn dropped(&mut self) -> io::Result<u32> {
-        self.source.dropped()
+        match &mut self.source {
+            Input::Kernel(source) => source.dropped(),
+            Input::Wire(tape) => Ok(u32::try_from(tape.lost()).unwrap_or(u32::MAX)),
+        }
     }
 
     /// The collected frames, oldest first, and, where the capture spilled, the file with them
     /// whole (the frames in memory are then cut to their headers) or why it could not be
     /// written. The capture is closed on another thread: closing a packet socket waits for an
     /// RCU grace period (tens of milliseconds), which the scenario need not wait for.
-    pub fn finish(self) -> Finished {
-        close_later(self.source);
+    pub fn finish(mut self) -> Finished {
+        // The wire's last frames, handed over as its forwarder stopped.
+        if matches!(self.source, Input::Wire(_)) {
+            let _ = self.drain();
+        }
+        if let Input::Kernel(source) = self.source {
+            close_later(source);
+        }
         let (file, note) = match self.spill {
             SpillState::Memory => (None, None),
             SpillState::Writing(s) => match s.finish() {
@@ -181,6 +223,7 @@ impl LiveCapture {
         };
         Finished {
             packets: self.packets,
+            interfaces: self.interfaces,
             file,
             note,
         }
@@ -191,6 +234,8 @@ impl LiveCapture {
 pub struct Finished {
     /// Every frame, oldest first; cut to its headers where `file` holds it whole.
     pub packets: Vec<Packet>,
+    /// The hosts whose links were captured; empty for loopback.
+    pub interfaces: Vec<String>,
     /// The pcap file with every frame whole, where the capture outgrew its memory.
     pub file: Option<CaptureFile>,
     /// What went wrong writing that file.
@@ -205,6 +250,14 @@ enum SpillState {
     Writing(Spill),
     /// Nowhere: the file could not be written, for this reason.
     Failed(String),
+}
+
+/// Where the frames come from.
+enum Input {
+    /// The kernel, through the backend.
+    Kernel(Source),
+    /// The forwarder of a scenario's links.
+    Wire(Arc<Tape>),
 }
 
 /// One frame read from the backend.
@@ -228,7 +281,7 @@ impl Source {
     const NAME: &'static str = "AF_PACKET";
     const SHOWS_SENT: bool = true;
 
-    fn open(every_interface: bool) -> io::Result<Source> {
+    fn open() -> io::Result<Source> {
         // Protocol 0 at creation, the real one at bind: a socket created hooked to every device
         // would be unhooked by the bind, and each unhooking waits for an RCU grace period.
         let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
@@ -264,17 +317,11 @@ impl Source {
             return Err(io::Error::last_os_error());
         }
         socket.attach_filter(&SENT_AS_ONE_BYTE)?;
-        // Index 0 is every interface, those made later included.
-        let ifindex = if every_interface {
-            0
-        } else {
-            // SAFETY: the name is NUL-terminated.
-            let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-            if lo == 0 {
-                return Err(io::Error::last_os_error());
-            }
-            lo
-        };
+        // SAFETY: the name is NUL-terminated.
+        let ifindex = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::last_os_error());
+        }
         // SAFETY: sockaddr_ll is plain old data, fully initialised here, and passed with its size.
         unsafe {
             let mut sll: libc::sockaddr_ll = zeroed();
@@ -365,6 +412,7 @@ impl Source {
             ts: ts.unwrap_or_else(now),
             data: self.buf[..kept].to_vec(),
             orig_len: u32::try_from(n).unwrap_or(u32::MAX),
+            seen: None,
         })))
     }
 }
@@ -401,15 +449,7 @@ impl Source {
     const NAME: &'static str = "libpcap";
     const SHOWS_SENT: bool = false;
 
-    fn open(every_interface: bool) -> io::Result<Source> {
-        if every_interface {
-            // libpcap's "any" device has cooked headers, not the Ethernet ones a capture here
-            // keeps.
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the libpcap backend captures only `lo`; hosts' links need the default AF_PACKET backend",
-            ));
-        }
+    fn open() -> io::Result<Source> {
         let to_io = |e: pcap::Error| io::Error::other(e.to_string());
         // libpcap opens its packet socket in the calling thread's namespace, like the default.
         let cap = pcap::Capture::from_device("lo")
@@ -452,6 +492,7 @@ impl Source {
                     ts,
                     data: p.data.to_vec(),
                     orig_len: p.header.len,
+                    seen: None,
                 })))
             }
             Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),

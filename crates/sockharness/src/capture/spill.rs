@@ -22,15 +22,22 @@ pub(crate) struct Spill {
 }
 
 impl Spill {
-    /// Starts a file in `dir` (created if missing) with every frame captured so far.
-    pub(crate) fn start(dir: &Path, link: LinkType, so_far: &[Packet]) -> io::Result<Spill> {
+    /// Starts a file in `dir` (created if missing) with every frame captured so far: pcapng
+    /// where the frames were seen at several `interfaces`.
+    pub(crate) fn start(
+        dir: &Path,
+        link: LinkType,
+        interfaces: &[String],
+        so_far: &[Packet],
+    ) -> io::Result<Spill> {
         fs::create_dir_all(dir)?;
         let (file, path) = tempfile::Builder::new()
             .prefix(".sockharness-capture-")
             .suffix(".pcap")
             .tempfile_in(dir)?
             .into_parts();
-        let mut out = pcap::Writer::new(BufWriter::with_capacity(1 << 20, file), link)?;
+        let out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = pcap::Writer::with_interfaces(out, link, interfaces)?;
         for p in so_far {
             out.packet(p)?;
         }
@@ -104,13 +111,14 @@ mod tests {
             ts: Duration::from_secs(1),
             data: (0..len).map(|i| i as u8).collect(),
             orig_len: len as u32,
+            seen: None,
         }
     }
 
     #[test]
     fn a_spilled_capture_reads_back_whole_and_memory_keeps_only_headers() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spill = Spill::start(dir.path(), LinkType::Ethernet, &[packet(100)]).unwrap();
+        let mut spill = Spill::start(dir.path(), LinkType::Ethernet, &[], &[packet(100)]).unwrap();
         let mut big = packet(5000);
         spill.packet(&big).unwrap();
         cut(&mut big);
@@ -133,7 +141,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let saved = dir.path().join("x.pcap");
         fs::write(&saved, b"old").unwrap();
-        let file = Spill::start(dir.path(), LinkType::Ethernet, &[packet(60)])
+        let file = Spill::start(dir.path(), LinkType::Ethernet, &[], &[packet(60)])
             .unwrap()
             .finish()
             .unwrap();

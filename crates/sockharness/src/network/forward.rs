@@ -17,6 +17,8 @@ use std::time::Instant;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
 use super::link::{Direction, PacketId, REORDER_HOLD};
+use super::tape::{Recorder, Tape};
+use crate::capture::Marks;
 
 /// The largest frame read: a 65535-byte MTU and its Ethernet header.
 const MAX_FRAME: usize = 65536 + 14;
@@ -40,7 +42,7 @@ pub(crate) struct Links {
     /// `drop` and `hold` rules, the first that matches a packet deciding it.
     pub(crate) rules: Vec<Rule>,
     /// Frames a `release` let go, for the forwarder to send at once.
-    released: Vec<(u8, Vec<u8>)>,
+    released: Vec<Held>,
     /// Frames waiting for their time (delay, rate, reorder), as of the forwarder's last turn.
     pub(crate) waiting: usize,
     /// When the forwarder last read or sent a frame.
@@ -48,8 +50,8 @@ pub(crate) struct Links {
 }
 
 impl Links {
-    /// Applies the first rule that matches a frame from host `from` to host `to`; true when it
-    /// took the frame (dropped or held).
+    /// Applies the first rule that matches a frame from host `from` to host `to` (recorded at
+    /// `recorded`); the capture's mark for it (dropped or held) when a rule took it.
     fn rule(
         &mut self,
         from: u8,
@@ -57,26 +59,34 @@ impl Links {
         (src, dst): (SocketAddrV4, SocketAddrV4),
         flags: u8,
         frame: &[u8],
-    ) -> bool {
-        let Some(i) = self.rules.iter().position(|r| {
+        recorded: Option<usize>,
+    ) -> Option<u8> {
+        let i = self.rules.iter().position(|r| {
             r.from.matches(src)
                 && r.to.matches(dst)
                 && flags & r.flags == r.flags
                 && !matches!(r.action, Action::Drop(0))
-        }) else {
-            return false;
-        };
-        match &mut self.rules[i].action {
+        })?;
+        let mark = match &mut self.rules[i].action {
             Action::Drop(left) => {
                 *left -= 1;
                 if let Some(d) = self.dirs.get_mut(&(from, to)) {
                     d.counts.dropped += 1;
                 }
+                Marks::DROPPED
             }
-            Action::Hold(held) => held.push(((from, to), frame.to_vec())),
-        }
+            Action::Hold(held) => {
+                held.push(Held {
+                    to,
+                    dir: (from, to),
+                    frame: frame.to_vec(),
+                    recorded,
+                });
+                Marks::HELD
+            }
+        };
         self.rules.retain(|r| !matches!(r.action, Action::Drop(0)));
-        true
+        Some(mark)
     }
 
     /// `release`: every frame held by rules from `from` to `to` goes now, in the order it came,
@@ -86,11 +96,11 @@ impl Links {
         for rule in std::mem::take(&mut self.rules) {
             match rule.action {
                 Action::Hold(held) if rule.from == from && rule.to == to => {
-                    for (host, frame) in held {
-                        if let Some(d) = self.dirs.get_mut(&host) {
+                    for h in held {
+                        if let Some(d) = self.dirs.get_mut(&h.dir) {
                             d.counts.delivered += 1;
                         }
-                        self.released.push((host.1, frame));
+                        self.released.push(h);
                     }
                 }
                 _ => kept.push(rule),
@@ -128,8 +138,18 @@ pub(crate) struct Rule {
 pub(crate) enum Action {
     /// Drop this many more.
     Drop(u64),
-    /// Hold, keeping what was held with its direction.
-    Hold(Vec<((u8, u8), Vec<u8>)>),
+    /// Hold, keeping what was held.
+    Hold(Vec<Held>),
+}
+
+/// A frame `hold` keeps.
+pub(crate) struct Held {
+    to: u8,
+    /// (sending host, receiving host).
+    dir: (u8, u8),
+    frame: Vec<u8>,
+    /// Where the capture recorded it as sent.
+    recorded: Option<usize>,
 }
 
 /// The TCP flag bits of flag letters (`SA`).
@@ -158,15 +178,24 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    /// Starts forwarding between `ports` (host `i` is `ports[i]`) as `links` say.
-    pub(crate) fn start(ports: Vec<Port>, links: Arc<Mutex<Links>>) -> io::Result<Forwarder> {
+    /// Starts forwarding between `ports` (host `i` is `ports[i]`) as `links` say, recording
+    /// every frame on `tape` where there is one.
+    pub(crate) fn start(
+        ports: Vec<Port>,
+        links: Arc<Mutex<Links>>,
+        tape: Option<Arc<Tape>>,
+    ) -> io::Result<Forwarder> {
         let stop = eventfd()?;
         let wake = eventfd()?;
         let (stop_seen, wake_seen) = (stop.try_clone()?, wake.try_clone()?);
         let shared = links.clone();
         let thread = std::thread::Builder::new()
             .name("sockharness-wire".into())
-            .spawn(move || Run::new(ports, shared).forward(&stop_seen, &wake_seen))?;
+            .spawn(move || {
+                let mut run = Run::new(ports, shared, tape);
+                run.forward(&stop_seen, &wake_seen);
+                run.finish();
+            })?;
         Ok(Forwarder {
             links,
             stop,
@@ -186,13 +215,13 @@ impl Forwarder {
     }
 }
 
-fn signal(fd: &OwnedFd) {
+pub(super) fn signal(fd: &OwnedFd) {
     let one: u64 = 1;
     // SAFETY: writes 8 bytes from a live u64 to an eventfd.
     unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }
 
-fn eventfd() -> io::Result<OwnedFd> {
+pub(super) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd has no memory preconditions; the descriptor is owned at once.
     let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if raw < 0 {
@@ -240,6 +269,9 @@ struct Due {
     order: u64,
     to: u8,
     frame: Vec<u8>,
+    /// Where the capture recorded it as sent, and what the link did to this copy.
+    recorded: Option<usize>,
+    marks: u8,
 }
 
 impl PartialEq for Due {
@@ -259,6 +291,14 @@ impl Ord for Due {
     }
 }
 
+/// What becomes of a frame: the host it is for, the marks the capture gives it as sent, and,
+/// unless a rule took it or it goes nowhere, the link's decision and when it was made.
+struct Verdict {
+    to: u8,
+    marks: u8,
+    fate: Option<(Instant, super::link::Fate)>,
+}
+
 struct Run {
     ports: Vec<Port>,
     links: Arc<Mutex<Links>>,
@@ -270,10 +310,11 @@ struct Run {
     order: u64,
     /// Whether a frame was read since the last turn.
     read_any: bool,
+    recorder: Option<Recorder>,
 }
 
 impl Run {
-    fn new(ports: Vec<Port>, links: Arc<Mutex<Links>>) -> Run {
+    fn new(ports: Vec<Port>, links: Arc<Mutex<Links>>, tape: Option<Arc<Tape>>) -> Run {
         Run {
             ports,
             links,
@@ -282,10 +323,26 @@ impl Run {
             held: HashMap::new(),
             order: 0,
             read_any: false,
+            recorder: tape.map(Recorder::new),
         }
     }
 
-    fn forward(mut self, stop: &OwnedFd, wake: &OwnedFd) {
+    /// Hands over the last frames recorded, with the count of frames the hosts sent that were
+    /// never read.
+    fn finish(&mut self) {
+        let Some(rec) = &mut self.recorder else {
+            return;
+        };
+        rec.flush();
+        let lost: u64 = self
+            .ports
+            .iter()
+            .map(|p| u64::from(socket_drops(&p.socket)))
+            .sum();
+        rec.tape().add_lost(lost);
+    }
+
+    fn forward(&mut self, stop: &OwnedFd, wake: &OwnedFd) {
         stay_on_this_cpu();
         let mut buf = vec![0u8; MAX_FRAME];
         let mut fds: Vec<libc::pollfd> = self
@@ -302,6 +359,9 @@ impl Run {
         loop {
             let now = Instant::now();
             let sent = self.release(now);
+            if let Some(rec) = &mut self.recorder {
+                rec.flush();
+            }
             {
                 let mut links = lock(&self.links);
                 links.waiting = self.queue.len() + self.held.len() + links.released.len();
@@ -361,43 +421,38 @@ impl Run {
     }
 
     fn arrived(&mut self, from: u8, frame: &[u8]) {
-        let Some((to, id, ends)) = self.identify(frame) else {
-            return;
-        };
-        let now = Instant::now();
-        let fate = {
-            let mut links = lock(&self.links);
-            links.last = Some(now);
-            // No link between them: the frame goes nowhere, as on a network they do not share.
-            if !links.dirs.contains_key(&(from, to)) {
-                return;
-            }
-            if links.rule(from, to, ends, id.flags, frame) {
-                return;
-            }
-            let Some(dir) = links.dirs.get_mut(&(from, to)) else {
-                return;
-            };
-            dir.decide(&id, now - self.epoch)
-        };
+        let recorded = self.recorder.as_ref().map(Recorder::next);
+        let Verdict { to, marks, fate } = self.verdict(from, frame, recorded);
+        if let Some(rec) = &mut self.recorder {
+            rec.record(from, frame, None, marks);
+        }
+        let Some((now, fate)) = fate else { return };
         let mut frame = frame.to_vec();
         if let Some((byte, bit)) = fate.flip {
             frame[byte] ^= bit;
         }
+        let corrupted = marks & Marks::CORRUPTED;
         let mut copies = fate.copies.iter().map(|w| now + *w);
         let Some(first) = copies.next() else { return };
         let dup: Vec<Instant> = copies.collect();
         for at in dup {
-            let due = self.due(at, to, frame.clone());
+            let due = self.due(
+                at,
+                to,
+                frame.clone(),
+                recorded,
+                Marks::DUPLICATED | corrupted,
+            );
             self.queue.push(Reverse(due));
         }
-        let due = self.due(first, to, frame);
+        let mut due = self.due(first, to, frame, recorded, corrupted);
         let held = self.held.remove(&(from, to));
         if fate.reordered {
             // This one waits for the next; one already waiting goes now, ahead of it.
             if let Some((h, _)) = held {
                 self.queue.push(Reverse(h));
             }
+            due.marks |= Marks::REORDERED;
             let until = due.at + REORDER_HOLD;
             self.held.insert((from, to), (due, until));
             return;
@@ -412,17 +467,70 @@ impl Run {
         }
     }
 
+    /// What becomes of a frame from host `from`, recorded (if it is) at index `recorded`.
+    fn verdict(&mut self, from: u8, frame: &[u8], recorded: Option<usize>) -> Verdict {
+        let nowhere = |to, marks| Verdict {
+            to,
+            marks,
+            fate: None,
+        };
+        // A frame for no host (or no IPv4 packet at all) goes nowhere.
+        let Some((to, id, ends)) = self.identify(frame) else {
+            return nowhere(0, Marks::DROPPED);
+        };
+        let now = Instant::now();
+        let mut links = lock(&self.links);
+        links.last = Some(now);
+        // No link between them: the frame goes nowhere, as on a network they do not share.
+        if !links.dirs.contains_key(&(from, to)) {
+            return nowhere(to, Marks::DROPPED);
+        }
+        if let Some(mark) = links.rule(from, to, ends, id.flags, frame, recorded) {
+            return nowhere(to, mark);
+        }
+        let Some(dir) = links.dirs.get_mut(&(from, to)) else {
+            return nowhere(to, Marks::DROPPED);
+        };
+        let fate = dir.decide(&id, now - self.epoch);
+        let mut marks = 0;
+        match fate.copies.len() {
+            0 => marks |= Marks::DROPPED,
+            1 => {}
+            _ => marks |= Marks::DUPLICATED,
+        }
+        if fate.flip.is_some() {
+            marks |= Marks::CORRUPTED;
+        }
+        if fate.reordered {
+            marks |= Marks::REORDERED;
+        }
+        Verdict {
+            to,
+            marks,
+            fate: Some((now, fate)),
+        }
+    }
+
     fn next_order(&mut self) -> u64 {
         self.order += 1;
         self.order
     }
 
-    fn due(&mut self, at: Instant, to: u8, frame: Vec<u8>) -> Due {
+    fn due(
+        &mut self,
+        at: Instant,
+        to: u8,
+        frame: Vec<u8>,
+        recorded: Option<usize>,
+        marks: u8,
+    ) -> Due {
         Due {
             at,
             order: self.next_order(),
             to,
             frame,
+            recorded,
+            marks,
         }
     }
 
@@ -431,8 +539,8 @@ impl Run {
     fn release(&mut self, now: Instant) -> bool {
         let mut sent = false;
         let released = std::mem::take(&mut lock(&self.links).released);
-        for (to, frame) in released {
-            let due = self.due(now, to, frame);
+        for h in released {
+            let due = self.due(now, h.to, h.frame, h.recorded, Marks::HELD);
             self.queue.push(Reverse(due));
         }
         let expired: Vec<(u8, u8)> = self
@@ -455,7 +563,7 @@ impl Run {
             d.frame[..6].copy_from_slice(&port.mac);
             // SAFETY: sends `d.frame.len()` bytes from a live buffer. A full queue drops the
             // frame, as a real link would.
-            unsafe {
+            let n = unsafe {
                 libc::send(
                     port.socket.as_raw_fd(),
                     d.frame.as_ptr().cast(),
@@ -463,6 +571,9 @@ impl Run {
                     libc::MSG_DONTWAIT,
                 )
             };
+            if let (Some(rec), true) = (&mut self.recorder, n >= 0) {
+                rec.record(d.to, &d.frame, d.recorded, d.marks);
+            }
             sent = true;
         }
         sent
@@ -504,5 +615,25 @@ impl Run {
             },
             (src, dst),
         ))
+    }
+}
+
+/// Frames the kernel dropped because a packet socket's buffer was full.
+fn socket_drops(socket: &OwnedFd) -> u32 {
+    // SAFETY: tpacket_stats is plain old data, and the kernel writes at most `len` bytes.
+    unsafe {
+        let mut stats: libc::tpacket_stats = std::mem::zeroed();
+        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
+            &mut len,
+        );
+        if r != 0 {
+            return 0;
+        }
+        stats.tp_drops
     }
 }

@@ -18,6 +18,7 @@
 pub(crate) mod forward;
 pub mod link;
 mod netlink;
+pub mod tape;
 
 use std::fs::File;
 use std::io;
@@ -68,6 +69,8 @@ pub(crate) struct Network {
     home: File,
     forwarder: Forwarder,
     seed: u64,
+    /// Where the forwarder records every frame, when the scenario is captured.
+    tape: Option<Arc<tape::Tape>>,
 }
 
 /// The address of host `i` (counted from 0).
@@ -81,11 +84,13 @@ fn context(what: String) -> impl FnOnce(io::Error) -> io::Error {
 
 impl Network {
     /// Makes the hosts named, in the calling thread's namespace (a private one): no host is
-    /// joined to another until [`Network::link`].
+    /// joined to another until [`Network::link`]. With `record`, the forwarder records every
+    /// frame for a capture ([`Network::tape`]).
     pub(crate) fn build(
         names: &[String],
         seed: u64,
         sysctls: &[(String, String)],
+        record: bool,
     ) -> io::Result<Network> {
         if names.len() > MAX_HOSTS {
             return Err(io::Error::new(
@@ -154,14 +159,27 @@ impl Network {
                 std::thread::sleep(std::time::Duration::from_micros(200));
             }
         }
-        let forwarder = Forwarder::start(ports, Arc::new(Mutex::new(Links::default())))
+        let tape = record.then(tape::Tape::new).transpose()?;
+        let links = Arc::new(Mutex::new(Links::default()));
+        let forwarder = Forwarder::start(ports, links, tape.clone())
             .map_err(context("starting the forwarder".into()))?;
         Ok(Network {
             hosts,
             home,
             forwarder,
             seed,
+            tape,
         })
+    }
+
+    /// What the forwarder records, when it was asked to.
+    pub(crate) fn tape(&self) -> Option<Arc<tape::Tape>> {
+        self.tape.clone()
+    }
+
+    /// The hosts' names, in order.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.hosts.iter().map(|h| h.name.clone()).collect()
     }
 
     /// The number of the host called `name`.

@@ -374,32 +374,22 @@ fn run_isolated(
         }
     }
     let wants_capture = opts.capture || uses_wire(scenario);
+    // With hosts, the wire is their links, and the forwarder records it (in `run_in`).
     let hosts = !host_names(scenario).is_empty();
-    let (capture, note) = if wants_capture {
-        // With hosts, the wire is every host's link: what each host sends arrives on the near
-        // end of its link, in this namespace.
-        let open = if hosts {
-            LiveCapture::open_links()
-        } else {
-            LiveCapture::open_loopback()
-        };
-        match open {
-            Ok(c) => (
-                Some(c.spill_after(
-                    opts.capture_memory.unwrap_or(live::MEMORY),
-                    opts.capture_dir.clone().unwrap_or_else(spill::default_dir),
-                )),
-                None,
-            ),
+    let (capture, note) = if wants_capture && !hosts {
+        match LiveCapture::open_loopback() {
+            Ok(c) => (Some(budget(c, opts)), None),
             Err(e) => (
                 None,
                 Some(format!("capture off: cannot open a packet socket ({e})")),
             ),
         }
+    } else if wants_capture {
+        (None, None)
     } else {
         (None, Some("capture off".to_string()))
     };
-    if capture.is_none() && uses_wire(scenario) {
+    if capture.is_none() && uses_wire(scenario) && !hosts {
         let why = note.unwrap_or_default();
         return ScenarioRun::ended(
             Status::Skipped(format!("wire expectations need a capture; {why}")),
@@ -407,6 +397,9 @@ fn run_isolated(
         );
     }
     let (mut r, connections) = run_in(scenario, opts, capture, started);
+    if hosts && !wants_capture {
+        r.capture_note = Some("capture off".to_string());
+    }
     // What such a scenario leaves is its connections' ends (TIME_WAIT, orphans closing): with
     // those gone the namespace is as new, and the next such scenario takes it instead of a new
     // one. After a failure it is not trusted.
@@ -421,6 +414,14 @@ fn run_isolated(
         r.capture_note = note;
     }
     r
+}
+
+/// A capture that keeps as much in memory, and spills where, as the options say.
+fn budget(c: LiveCapture, opts: &RunOptions) -> LiveCapture {
+    c.spill_after(
+        opts.capture_memory.unwrap_or(live::MEMORY),
+        opts.capture_dir.clone().unwrap_or_else(spill::default_dir),
+    )
 }
 
 /// Runs on the calling thread, in whatever namespace it is in.
@@ -458,8 +459,9 @@ fn run_in(
     let tolerance = Tolerance::from_env(scenario.settings.tolerance);
     let hosts = host_names(scenario);
     let seed = (!hosts.is_empty()).then(|| opts.seed.or(scenario.settings.seed).unwrap_or(0));
+    let record = opts.capture || uses_wire(scenario);
     let network = match seed
-        .map(|seed| Network::build(&hosts, seed, &scenario.settings.sysctls))
+        .map(|seed| Network::build(&hosts, seed, &scenario.settings.sysctls, record))
         .transpose()
     {
         Ok(n) => n.map(|n| Rc::new(RefCell::new(n))),
@@ -471,7 +473,12 @@ fn run_in(
             return (r, Vec::new());
         }
     };
-    let capture = capture.map(|c| Rc::new(RefCell::new(c)));
+    let links_capture = network.as_ref().and_then(|n| {
+        let n = n.borrow();
+        let tape = n.tape()?;
+        Some(budget(LiveCapture::of_links(tape, n.names()), opts))
+    });
+    let capture = capture.or(links_capture).map(|c| Rc::new(RefCell::new(c)));
     let local = tokio::task::LocalSet::new();
     let ended = local.block_on(
         &runtime,
@@ -489,6 +496,8 @@ fn run_in(
     // registered them still exists. The wire goes after the scenario's sockets are closed, so
     // their closing segments still cross it.
     drop(local);
+    // The network goes here, so the forwarder hands over its last frames before the capture
+    // finishes.
     let links = network.map(|n| n.borrow().report()).unwrap_or_default();
     let mut note = None;
     let mut capture_file = None;
@@ -508,6 +517,7 @@ fn run_in(
         Capture {
             link: LinkType::Ethernet,
             packets: finished.packets,
+            interfaces: finished.interfaces,
         }
     });
     drop(runtime);

@@ -44,6 +44,7 @@ impl Exec<'_> {
                 let wire = decode(&Capture {
                     link: LinkType::Ethernet,
                     packets: c.packets().to_vec(),
+                    interfaces: c.interfaces().to_vec(),
                 });
                 match measure {
                     WireMeasure::Count(flags) => wire.count(src, dst, flags),
