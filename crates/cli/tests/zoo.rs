@@ -147,6 +147,7 @@ fn with_server(source: &Source, server: &str) -> Scenario {
         if let Statement::Target {
             name,
             source: TargetSource::Builtin(builtin),
+            ..
         } = &mut step.statement
         {
             if name == "srv" {

@@ -211,6 +211,7 @@ pub(super) fn conclude_leak(
         statement: sockharness::script::Statement::Target {
             name: "srv".into(),
             source: cfg.server.source(),
+            on: None,
         },
         background: None,
         expect: None,

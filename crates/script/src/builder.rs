@@ -252,6 +252,16 @@ impl ScenarioBuilder {
         self.statement(Statement::Target {
             name: name.into(),
             source,
+            on: None,
+        })
+    }
+
+    /// `target NAME ... on HOST`: a target that runs on a host.
+    pub fn target_on(self, name: &str, source: TargetSource, host: &str) -> Self {
+        self.statement(Statement::Target {
+            name: name.into(),
+            source,
+            on: Some(host.into()),
         })
     }
 
@@ -269,6 +279,7 @@ impl ScenarioBuilder {
             name: name.into(),
             to: to.into(),
             faults,
+            on: None,
         })
     }
 

@@ -187,13 +187,15 @@ pub enum Statement {
         /// The value compared against.
         value: Value,
     },
-    /// `target T cmd "COMMAND" [ready=DUR]`, `target T at ADDR` or `target T builtin NAME`
-    /// (extension): the server under test.
+    /// `target T cmd "COMMAND" [ready=DUR] [on HOST]`, `target T at ADDR` or `target T
+    /// builtin NAME [on HOST]` (extension): the server under test.
     Target {
         /// The target's name.
         name: String,
         /// Where the server comes from.
         source: TargetSource,
+        /// The host it runs on, in a scenario with hosts.
+        on: Option<String>,
     },
     /// `expect T running` or `expect T exited` (extension).
     ExpectTarget {
@@ -202,8 +204,8 @@ pub enum Statement {
         /// True for `running`, false for `exited`.
         running: bool,
     },
-    /// `proxy P to T|L [FAULT...]` (extension): a fault-injecting proxy in front of a target or
-    /// listener; clients connect to P.
+    /// `proxy P to T|L [FAULT...] [on HOST]` (extension): a fault-injecting proxy in front of a
+    /// target or listener; clients connect to P.
     Proxy {
         /// The proxy's name.
         name: String,
@@ -211,6 +213,8 @@ pub enum Statement {
         to: String,
         /// Its faults, in order.
         faults: Vec<Fault>,
+        /// The host it runs on, in a scenario with hosts.
+        on: Option<String>,
     },
     /// `fault P FAULT...` (extension): replaces the proxy's faults from now on.
     SetFaults {

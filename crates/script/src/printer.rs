@@ -381,17 +381,22 @@ impl Display for Statement {
                     None => Ok(()),
                 }
             }
-            Statement::Target { name, source } => match source {
-                TargetSource::Cmd { command, ready } => {
-                    write!(f, "target {name} cmd \"{}\"", escape(command.as_bytes()))?;
-                    match ready {
-                        Some(d) => write!(f, " ready={}", Dur(*d)),
-                        None => Ok(()),
+            Statement::Target { name, source, on } => {
+                match source {
+                    TargetSource::Cmd { command, ready } => {
+                        write!(f, "target {name} cmd \"{}\"", escape(command.as_bytes()))?;
+                        if let Some(d) = ready {
+                            write!(f, " ready={}", Dur(*d))?;
+                        }
                     }
+                    TargetSource::At(addr) => write!(f, "target {name} at {addr}")?,
+                    TargetSource::Builtin(b) => write!(f, "target {name} builtin {b}")?,
                 }
-                TargetSource::At(addr) => write!(f, "target {name} at {addr}"),
-                TargetSource::Builtin(b) => write!(f, "target {name} builtin {b}"),
-            },
+                match on {
+                    Some(host) => write!(f, " on {host}"),
+                    None => Ok(()),
+                }
+            }
             Statement::ExpectTarget { target, running } => {
                 write!(
                     f,
@@ -399,9 +404,18 @@ impl Display for Statement {
                     if *running { "running" } else { "exited" }
                 )
             }
-            Statement::Proxy { name, to, faults } => {
+            Statement::Proxy {
+                name,
+                to,
+                faults,
+                on,
+            } => {
                 write!(f, "proxy {name} to {to}")?;
-                faults.iter().try_for_each(|x| write!(f, " {x}"))
+                faults.iter().try_for_each(|x| write!(f, " {x}"))?;
+                match on {
+                    Some(host) => write!(f, " on {host}"),
+                    None => Ok(()),
+                }
             }
             Statement::SetFaults { proxy, faults } => {
                 write!(f, "fault {proxy}")?;

@@ -263,13 +263,23 @@ fn hostless(ps: &ParsedStep, hosts: &HashSet<&str>) -> Option<Problem> {
             Some(_) => return None,
             None => (name, format!("connect {name} from HOST to ...")),
         },
-        Statement::Target { name, .. } | Statement::Proxy { name, .. } => {
-            let what = verb(&ps.step.statement);
+        Statement::Target {
+            name,
+            source: crate::model::TargetSource::At(_),
+            ..
+        } => {
             return Some(
-                Problem::new(span, format!("`{name}`: a {what} cannot be on a host"))
-                    .hint("targets and proxies run on the loopback of scenarios without hosts"),
-            );
+                Problem::new(span, format!("`{name}` is at an address no host reaches"))
+                    .hint("a scenario with hosts starts its servers on them: `target NAME cmd \"...\" on HOST` or `target NAME builtin echo on HOST`"),
+            )
         }
+        Statement::Target { name, on, .. } | Statement::Proxy { name, on, .. } => match on {
+            Some(_) => return None,
+            None => {
+                let what = verb(&ps.step.statement);
+                (name, format!("{what} {name} ... on HOST"))
+            }
+        },
         _ => return None,
     };
     Some(

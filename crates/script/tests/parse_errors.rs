@@ -394,6 +394,11 @@ expect link a -> b droped == 1
 target t builtin echo
 seed 1
 seed 2
+target t2 at 127.0.0.1:80
+target t3 builtin echo on zz
+proxy p to t3 up drop on conn 2 on a
+proxy p2 to t3 down drop on conn
+target t4 at 127.0.0.1:81 on a
 ";
     let d = problems(text.as_bytes());
     let messages: Vec<(usize, String)> = d
@@ -415,8 +420,12 @@ seed 2
         (14, "`cli` is on no host"),
         (15, "`zz` is not defined"),
         (16, "unknown counter `droped`"),
-        (17, "`t`: a target cannot be on a host"),
+        (17, "`t` is on no host"),
         (19, "`seed` is set twice"),
+        (20, "`t2` is at an address no host reaches"),
+        (21, "`zz` is not defined"),
+        (23, "expected a connection number"),
+        (24, "a target `at` an address cannot run on host `a`"),
     ];
     for (line, message) in expect {
         assert!(
@@ -429,6 +438,30 @@ seed 2
     assert_eq!(messages.len(), expect.len(), "{messages:#?}");
     // The hint says how to put a socket on a host.
     assert!(d.to_string().contains("`listen srv on HOST`"), "{d}");
+    assert!(d.to_string().contains("`target t ... on HOST`"), "{d}");
+}
+
+#[test]
+fn targets_and_proxies_on_hosts_print_as_they_parse() {
+    let text = "host a\nhost b\nlink a b\ntarget t cmd \"serve {addr}\" ready=2s on b\n\
+                target e builtin echo on b\nproxy p to t up slice 3 on conn 1 on a\n\
+                proxy q to e on b\nconnect c from a to p\n";
+    let scenario = sockharness_script::parse("t.scenario", text.as_bytes()).expect("parses");
+    let printed = scenario.to_string();
+    assert!(
+        printed.contains("target t cmd \"serve {addr}\" ready=2s on b\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("proxy p to t up slice 3 on conn 1 on a\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("proxy q to e on b\n"), "{printed}");
+    let again = sockharness_script::parse("t.scenario", printed.as_bytes()).expect("reparses");
+    assert_eq!(again.steps.len(), scenario.steps.len());
+    for (a, b) in again.steps.iter().zip(&scenario.steps) {
+        assert_eq!(a.statement, b.statement);
+    }
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub(crate) struct TcpSocket {
     pub(crate) state: u8,
     /// The socket's inode: 0 once no process holds it (closed, still in the kernel).
     pub(crate) inode: u64,
+    /// Whether its local address is a loopback one (127.0.0.0/8 or ::1).
+    pub(crate) loopback: bool,
 }
 
 impl TcpSocket {
@@ -44,10 +46,42 @@ pub(crate) fn tcp_sockets() -> io::Result<Vec<TcpSocket>> {
 fn parse(table: &str) -> impl Iterator<Item = TcpSocket> + '_ {
     table.lines().skip(1).filter_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        let port = u16::from_str_radix(cols.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+        let (addr, port) = cols.get(1)?.rsplit_once(':')?;
+        let port = u16::from_str_radix(port, 16).ok()?;
         let state = u8::from_str_radix(cols.get(3)?, 16).ok()?;
         let inode = cols.get(9)?.parse().ok()?;
-        Some(TcpSocket { port, state, inode })
+        Some(TcpSocket {
+            port,
+            state,
+            inode,
+            loopback: is_loopback(addr)?,
+        })
+    })
+}
+
+/// Whether an address as the tables write it is a loopback one. Each 32-bit word is printed as
+/// the kernel holds it in memory, so its bytes in network order are the word's native bytes.
+fn is_loopback(hex: &str) -> Option<bool> {
+    let words: Vec<[u8; 4]> = (0..hex.len() / 8)
+        .map(|i| {
+            Some(
+                u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16)
+                    .ok()?
+                    .to_ne_bytes(),
+            )
+        })
+        .collect::<Option<_>>()?;
+    Some(match words.as_slice() {
+        [v4] => v4[0] == 127,
+        [a, b, c, d] => {
+            let bytes: Vec<u8> = [a, b, c, d]
+                .iter()
+                .flat_map(|w| w.iter().copied())
+                .collect();
+            let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        _ => return None,
     })
 }
 
@@ -73,6 +107,20 @@ mod tests {
         assert_eq!(rows[2].port, 0xD431);
         assert_eq!(rows[2].state, 4);
         assert_eq!(rows[2].inode, 0);
+        assert!(rows.iter().all(|r| r.loopback));
+    }
+
+    #[test]
+    fn loopback_addresses_are_told_apart() {
+        // In memory order on this machine: 127.0.0.1, 10.0.0.2, 0.0.0.0, ::1, ::.
+        let v4 = |a: [u8; 4]| format!("{:08X}", u32::from_ne_bytes(a));
+        assert_eq!(is_loopback(&v4([127, 0, 0, 1])), Some(true));
+        assert_eq!(is_loopback(&v4([10, 0, 0, 2])), Some(false));
+        assert_eq!(is_loopback(&v4([0, 0, 0, 0])), Some(false));
+        let one = format!("{}{}", "0".repeat(24), v4([0, 0, 0, 1]));
+        assert_eq!(is_loopback(&one), Some(true));
+        assert_eq!(is_loopback(&"0".repeat(32)), Some(false));
+        assert_eq!(is_loopback("zz"), None);
     }
 
     #[test]

@@ -93,7 +93,8 @@ struct ServeArgs {
     /// The server: echo, chat or http.
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(sockharness::script::BUILTINS))]
     server: String,
-    /// Address to listen on.
+    /// Address to listen on: a loopback one, or as a scenario's `cmd` target on a host, that
+    /// host's (`{addr}` in the command).
     #[arg(long, default_value = "127.0.0.1:7000")]
     listen: std::net::SocketAddr,
 }
@@ -318,7 +319,10 @@ fn proxy(args: ProxyArgs) -> Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
-    loopback_only(args.listen)?;
+    // On a scenario's host the host's own address leads only to the scenario's other hosts.
+    if !sockharness::process::on_scenario_host() {
+        loopback_only(args.listen)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -379,7 +383,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     for scenario in &mut scenarios {
         for step in &mut scenario.steps {
-            let Statement::Target { name, source } = &mut step.statement else {
+            let Statement::Target { name, source, .. } = &mut step.statement else {
                 continue;
             };
             let Some((_, replacement)) = args.targets.iter().find(|(n, _)| n == name) else {

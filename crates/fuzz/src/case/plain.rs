@@ -35,6 +35,7 @@ impl Plain {
         let mut steps = vec![statement(Statement::Target {
             name: target.to_string(),
             source: TargetSource::Builtin("echo".into()),
+            on: None,
         })];
         steps.extend(self.steps(target, "c", clients, chunk, gap, true));
         let mut sc = Scenario {

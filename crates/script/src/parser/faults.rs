@@ -76,7 +76,9 @@ impl LineParser<'_> {
                 ));
             };
             let conn =
-                if self.eat_ident("on") {
+                // `on conn N`; an `on` before anything else is the proxy's host.
+                if self.at_ident("on") && matches!(self.peek_at(1), Some(Tok::Ident(w)) if w == "conn") {
+                    self.pos += 1;
                     self.keyword("conn")?;
                     let n = self.integer("a connection number such as `1`")?;
                     if n == 0 {

@@ -14,6 +14,16 @@ const TO_KINDS: &[Kind] = &[Kind::Listener, Kind::Socket, Kind::Target];
 const ON_KINDS: &[Kind] = &[Kind::Listener, Kind::Socket, Kind::Target, Kind::Host];
 
 impl LineParser<'_> {
+    /// `on HOST` at the end of a target or proxy: the host it runs on.
+    fn on_host(&mut self, names: &mut Vec<NameRef>) -> PResult<Option<String>> {
+        if !self.eat_ident("on") {
+            return Ok(None);
+        }
+        let (host, span) = self.name("a host name")?;
+        names.push(NameRef::uses(host.clone(), span, &[Kind::Host]));
+        Ok(Some(host))
+    }
+
     pub(super) fn line_item(&mut self) -> PResult<Item> {
         let (word, span) = match self.peek() {
             Some(Tok::Ident(_)) => self.name("a statement")?,
@@ -271,7 +281,15 @@ impl LineParser<'_> {
                 } else {
                     return Err(self.error("`cmd`, `at` or `builtin`"));
                 };
-                Statement::Target { name, source }
+                let on = self.on_host(&mut names)?;
+                if let (Some(host), TargetSource::At(_)) = (&on, &source) {
+                    return Err(Problem::new(
+                        self.prev_span(),
+                        format!("a target `at` an address cannot run on host `{host}`"),
+                    )
+                    .hint("it is already running on this machine's loopback, which no host reaches; start it on the host with `cmd` or `builtin`"));
+                }
+                Statement::Target { name, source, on }
             }
             "proxy" => {
                 let (name, nspan) = self.name("a proxy name")?;
@@ -284,7 +302,13 @@ impl LineParser<'_> {
                     &[Kind::Target, Kind::Listener],
                 ));
                 let faults = self.faults()?;
-                Statement::Proxy { name, to, faults }
+                let on = self.on_host(&mut names)?;
+                Statement::Proxy {
+                    name,
+                    to,
+                    faults,
+                    on,
+                }
             }
             "fault" => {
                 let (proxy, pspan) = self.name("a proxy name")?;

@@ -48,12 +48,40 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
+/// The variable that tells a process started on a scenario's host which network namespace
+/// that is (by inode), so that `sockharness serve` there may listen on the host's address.
+pub const HOST_NETNS_VAR: &str = "SOCKHARNESS_HOST_NETNS";
+
+/// Whether the calling thread is in the namespace of a scenario's host that sockharness made
+/// and started this process in: there, and only there, an address off loopback is the
+/// host's own, on a wire that leads only to the scenario's other hosts.
+pub fn on_scenario_host() -> bool {
+    let given = std::env::var(HOST_NETNS_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    given.is_some() && given == sweep::current_netns()
+}
+
 impl Process {
-    /// Starts `command` through `sh -c` with `{port}` replaced and `PORT` set, in its own process
-    /// group (so that stopping it stops what it started), output collected.
+    /// Starts `command` through `sh -c` with `{port}` and `{addr}` replaced and `PORT` and
+    /// `ADDR` set for 127.0.0.1:`port`, in its own process group (so that stopping it stops
+    /// what it started), output collected.
     pub fn spawn(command: &str, port: u16) -> io::Result<Process> {
-        let script = command.replace("{port}", &port.to_string());
-        let child = spawner::spawn(&script, port)?;
+        Self::spawn_at(command, cmd_addr(port), false)
+    }
+
+    /// As [`Process::spawn`], for `addr`; with `on_host`, the calling thread is in a scenario's
+    /// host, and the process is told so (see [`on_scenario_host`]).
+    pub fn spawn_at(command: &str, addr: SocketAddr, on_host: bool) -> io::Result<Process> {
+        let port = addr.port().to_string();
+        let script = command
+            .replace("{port}", &port)
+            .replace("{addr}", &addr.to_string());
+        let mut env = vec![("PORT", port), ("ADDR", addr.to_string())];
+        if let (true, Some(netns)) = (on_host, sweep::current_netns()) {
+            env.push((HOST_NETNS_VAR, netns.to_string()));
+        }
+        let child = spawner::spawn(&script, &env)?;
         let output = Arc::new(Mutex::new(Vec::new()));
         for stream in [child.stdout, child.stderr] {
             let stream = std::fs::File::from(stream);
@@ -186,6 +214,15 @@ fn collect(mut stream: impl Read, output: &Mutex<Vec<u8>>) {
 pub fn listening(port: u16) -> bool {
     crate::procnet::tcp_sockets()
         .is_ok_and(|sockets| sockets.iter().any(|s| s.port == port && s.listens()))
+}
+
+/// Whether something listens on `port` where other hosts reach it (`Some(true)`: on an address
+/// other than loopback, or on every address), only on loopback (`Some(false)`), or not at all.
+pub fn reachable_listener(port: u16) -> Option<bool> {
+    let sockets = crate::procnet::tcp_sockets().ok()?;
+    let mut on = sockets.iter().filter(|s| s.port == port && s.listens());
+    let first = on.next()?;
+    Some(!first.loopback || on.any(|s| !s.loopback))
 }
 
 /// The address a `cmd` target listens on.

@@ -8,8 +8,8 @@
 //! process has opened any socket, and keeps in it only its own end of the channel, so the
 //! children it forks hold nothing of anyone else's.
 //!
-//! A request carries the command, the port and the caller's network namespace; the child enters
-//! that namespace before it execs. The thread itself never changes namespace, so it can still
+//! A request carries the command, its environment additions and the caller's network namespace;
+//! the child enters that namespace before it execs. The thread itself never changes namespace, so it can still
 //! start servers in the namespace it began in, which an unprivileged process could not re-enter.
 
 use std::io;
@@ -39,10 +39,24 @@ pub(crate) fn start() {
     CHANNEL.get_or_init(launch);
 }
 
-/// Starts `sh -c script` in the calling thread's network namespace, with `PORT` set, in a
-/// process group of its own, stdin from /dev/null and its output on two pipes.
-pub(crate) fn spawn(script: &str, port: u16) -> io::Result<Spawned> {
-    if script.len() > MAX_REQUEST {
+/// Starts `sh -c script` in the calling thread's network namespace, with the variables of `env`
+/// set, in a process group of its own, stdin from /dev/null and its output on two pipes.
+pub(crate) fn spawn(script: &str, env: &[(&str, String)]) -> io::Result<Spawned> {
+    // The variables, each `NAME=VALUE` and a NUL, then a NUL, then the script (which holds no
+    // NUL: no program could be given one).
+    let mut request = Vec::new();
+    for (name, value) in env {
+        if name.contains(['=', '\0']) || value.contains('\0') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot pass the variable {name:?}"),
+            ));
+        }
+        request.extend_from_slice(format!("{name}={value}\0").as_bytes());
+    }
+    request.push(0);
+    request.extend_from_slice(script.as_bytes());
+    if request.len() > MAX_REQUEST {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("a command of {} bytes is too long", script.len()),
@@ -53,8 +67,6 @@ pub(crate) fn spawn(script: &str, port: u16) -> io::Result<Spawned> {
         .as_ref()
         .map_err(|e| io::Error::other(format!("no process spawner: {e}")))?;
     let netns = std::fs::File::open("/proc/thread-self/ns/net")?;
-    let mut request = port.to_le_bytes().to_vec();
-    request.extend_from_slice(script.as_bytes());
     // One request and its reply at a time: the lock keeps them paired.
     let channel = channel
         .lock()
@@ -126,11 +138,10 @@ fn serve(channel: &UnixDatagram) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        let reply = match (request.get(..n), fds.pop()) {
-            (Some([lo, hi, script @ ..]), Some(netns)) => {
-                let port = u16::from_le_bytes([*lo, *hi]);
+        let reply = match (decode_request(&request[..n]), fds.pop()) {
+            (Some((env, script)), Some(netns)) => {
                 let enter = (namespace_id(netns.as_fd()) != here).then_some(netns.as_raw_fd());
-                start_child(&String::from_utf8_lossy(script), port, enter)
+                start_child(&script, &env, enter)
             }
             _ => Err(io::Error::other("malformed request")),
         };
@@ -157,12 +168,34 @@ fn namespace_id(fd: BorrowedFd<'_>) -> Option<u64> {
     }
 }
 
-fn start_child(script: &str, port: u16, enter: Option<RawFd>) -> io::Result<Spawned> {
+/// The variables and the script of a request, as [`spawn`] wrote them.
+fn decode_request(request: &[u8]) -> Option<(Vec<(String, String)>, String)> {
+    let mut env = Vec::new();
+    let mut rest = request;
+    loop {
+        let end = rest.iter().position(|&b| b == 0)?;
+        let (entry, after) = (&rest[..end], &rest[end + 1..]);
+        rest = after;
+        if entry.is_empty() {
+            break;
+        }
+        let entry = String::from_utf8_lossy(entry);
+        let (name, value) = entry.split_once('=')?;
+        env.push((name.to_string(), value.to_string()));
+    }
+    Some((env, String::from_utf8_lossy(rest).into_owned()))
+}
+
+fn start_child(
+    script: &str,
+    env: &[(String, String)],
+    enter: Option<RawFd>,
+) -> io::Result<Spawned> {
     let mut command = Command::new("sh");
     command
         .arg("-c")
         .arg(script)
-        .env("PORT", port.to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -254,7 +287,11 @@ mod tests {
 
     #[test]
     fn a_child_runs_with_its_port_and_output() {
-        let s = spawn("echo port=$PORT; echo oops >&2", 4321).unwrap();
+        let s = spawn(
+            "echo port=$PORT at=$ADDR; echo oops >&2",
+            &[("PORT", "4321".into()), ("ADDR", "10.0.0.1:4321".into())],
+        )
+        .unwrap();
         let mut out = String::new();
         std::fs::File::from(s.stdout)
             .read_to_string(&mut out)
@@ -263,7 +300,10 @@ mod tests {
         std::fs::File::from(s.stderr)
             .read_to_string(&mut err)
             .unwrap();
-        assert_eq!((out.as_str(), err.as_str()), ("port=4321\n", "oops\n"));
+        assert_eq!(
+            (out.as_str(), err.as_str()),
+            ("port=4321 at=10.0.0.1:4321\n", "oops\n")
+        );
         assert_eq!(wait(s.pid), 0);
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::script::{Direction, Fault, FaultKind};
@@ -22,8 +22,32 @@ pub type Faults = Rc<RefCell<Vec<Fault>>>;
 /// Hears one line per connection when it ends (for the standalone proxy's log).
 pub type Log = Rc<dyn Fn(String)>;
 
+/// Makes the socket each connection to the server is made from (for a proxy on a scenario's
+/// host, in the host's namespace).
+pub type Connector = Rc<dyn Fn(SocketAddr) -> io::Result<TcpSocket>>;
+
+/// A socket in the calling thread's namespace, of `addr`'s family.
+pub fn socket_for(addr: SocketAddr) -> io::Result<TcpSocket> {
+    if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+}
+
 /// Accepts on `listener` and forwards each connection to `upstream` until dropped.
 pub async fn serve(listener: TcpListener, upstream: SocketAddr, faults: Faults, log: Option<Log>) {
+    serve_with(listener, upstream, faults, log, Rc::new(socket_for)).await;
+}
+
+/// As [`serve`], connecting to `upstream` from the sockets `connector` makes.
+pub async fn serve_with(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    faults: Faults,
+    log: Option<Log>,
+    connector: Connector,
+) {
     let mut connections = JoinSet::new();
     let mut n = 0u32;
     loop {
@@ -31,9 +55,9 @@ pub async fn serve(listener: TcpListener, upstream: SocketAddr, faults: Faults, 
             continue;
         };
         n += 1;
-        let (faults, log) = (faults.clone(), log.clone());
+        let (faults, log, connector) = (faults.clone(), log.clone(), connector.clone());
         connections.spawn_local(async move {
-            let summary = connection(n, client, upstream, &faults).await;
+            let summary = connection(n, client, upstream, &faults, &connector).await;
             if let Some(log) = log {
                 log(format!("conn {n} from {peer}: {summary}"));
             }
@@ -56,8 +80,13 @@ async fn connection(
     mut client: TcpStream,
     upstream: SocketAddr,
     faults: &Faults,
+    connector: &Connector,
 ) -> String {
-    let mut server = match TcpStream::connect(upstream).await {
+    let connected = match connector(upstream) {
+        Ok(socket) => socket.connect(upstream).await,
+        Err(e) => Err(e),
+    };
+    let mut server = match connected {
         Ok(s) => s,
         Err(e) => {
             // The client learns of it the way it would without a proxy: a reset.

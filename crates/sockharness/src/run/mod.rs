@@ -543,7 +543,7 @@ fn run_in(
 fn leaves_namespace_reusable(scenario: &Scenario, opts: &RunOptions) -> bool {
     scenario.settings.sysctls.is_empty()
         && scenario.steps.iter().all(|s| match &s.statement {
-            Statement::Target { name, source } => {
+            Statement::Target { name, source, .. } => {
                 matches!(source, TargetSource::Builtin(_)) && opts.services.get(name).is_none()
             }
             Statement::Proxy { .. } | Statement::Wire(_) => false,

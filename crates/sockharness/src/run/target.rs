@@ -3,9 +3,13 @@
 use std::io;
 use std::time::Duration;
 
+use std::cell::RefCell;
+
 use tokio::task::JoinHandle;
 
-pub(crate) use crate::process::{cmd_addr, free_port, listening, Process, TERM_GRACE};
+use crate::network::Network;
+
+pub(crate) use crate::process::{reachable_listener, Process, TERM_GRACE};
 /// How long a `cmd` target may take to listen when the scenario does not say (`ready=`).
 pub(crate) const DEFAULT_READY: Duration = Duration::from_secs(5);
 
@@ -14,10 +18,11 @@ pub(crate) enum Target {
     /// A process started by `target T cmd`.
     Process(Process),
     /// A bundled server, a proxy or an in-process service, running as tasks of the scenario's
-    /// runtime, listening on `port` (`task` is `None` once the script stopped it).
+    /// runtime, listening on `port` of `host` (`task` is `None` once the script stopped it).
     Builtin {
         task: Option<JoinHandle<()>>,
         port: u16,
+        host: Option<usize>,
     },
     /// A server already running somewhere on the loopback.
     At,
@@ -34,11 +39,14 @@ impl Target {
     }
 
     /// Open descriptors of a process target's group; for a server running as tasks, the
-    /// sockets it holds open on its port (its listener and the connections it accepted).
-    pub(crate) fn fds(&self) -> io::Result<u64> {
+    /// sockets it holds open on its port (its listener and the connections it accepted), in
+    /// its host's namespace of `network`.
+    pub(crate) fn fds(&self, network: Option<&RefCell<Network>>) -> io::Result<u64> {
         match self {
             Target::Process(p) => p.fds(),
-            Target::Builtin { port, .. } => held_sockets(*port),
+            Target::Builtin { port, host, .. } => {
+                super::exec::on_host(network, *host, || held_sockets(*port))
+            }
             Target::At => Err(io::Error::from_raw_os_error(libc::EINVAL)),
         }
     }
@@ -52,4 +60,9 @@ fn held_sockets(port: u16) -> io::Result<u64> {
         .filter(|s| s.port == port && s.inode != 0)
         .count();
     Ok(held as u64)
+}
+
+/// A port free on `ip` now, for a target to use.
+pub(crate) fn free_port_on(ip: std::net::IpAddr) -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
 }

@@ -10,6 +10,7 @@
 mod background;
 mod capture;
 mod network;
+pub(crate) use network::on_host;
 mod properties;
 mod statements;
 mod targets;

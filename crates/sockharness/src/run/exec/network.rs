@@ -149,10 +149,39 @@ impl Exec<'_> {
         host: Option<usize>,
         f: impl FnOnce() -> io::Result<T>,
     ) -> io::Result<T> {
-        match (host, &self.network) {
-            (Some(h), Some(net)) => net.borrow().within(h, f),
-            _ => f(),
+        on_host(self.network.as_deref(), host, f)
+    }
+
+    /// Where a server on `host` listens: the host's address, or 127.0.0.1 for `None`; port 0.
+    pub(super) fn server_addr(&self, host: Option<usize>) -> SocketAddr {
+        let ip = match (host, &self.network) {
+            (Some(h), Some(net)) => net.borrow().addr(h),
+            _ => std::net::Ipv4Addr::LOCALHOST,
+        };
+        SocketAddr::from((ip, 0))
+    }
+
+    /// The host a target or proxy runs on: `Ok(None)` without one, an error where it names a
+    /// host the run did not make.
+    pub(super) fn target_host(&self, on: Option<&str>) -> io::Result<Option<usize>> {
+        match on {
+            None => Ok(None),
+            Some(name) => self.host(name).map(Some).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no host `{name}`"))
+            }),
         }
+    }
+}
+
+/// Runs `f` in host `host`'s namespace of `network`, or where the thread is for `None`.
+pub(crate) fn on_host<T>(
+    network: Option<&RefCell<crate::network::Network>>,
+    host: Option<usize>,
+    f: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    match (host, network) {
+        (Some(h), Some(net)) => net.borrow().within(h, f),
+        _ => f(),
     }
 }
 

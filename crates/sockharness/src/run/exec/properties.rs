@@ -18,7 +18,7 @@ impl Exec<'_> {
         loop {
             let evaluated = {
                 let st = self.state.borrow();
-                let left = property_value(&st, subject, property);
+                let left = property_value(&st, self.network.as_deref(), subject, property);
                 let right = match value {
                     Value::Number(n) => Ok(Prop::Num(*n)),
                     Value::Name(n) if property == Property::State => Ok(Prop::Text(n.clone())),
@@ -28,7 +28,7 @@ impl Exec<'_> {
                         .map(|a| Prop::Addr(*a))
                         .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF)),
                     Value::Addr(a) => Ok(Prop::Addr(*a)),
-                    Value::Property(n, p) => property_value(&st, n, *p),
+                    Value::Property(n, p) => property_value(&st, self.network.as_deref(), n, *p),
                 };
                 let peer = match property {
                     Property::Peer => st.sock(subject).ok().and_then(|s| st.peer_name(&s)),
@@ -118,9 +118,14 @@ impl Prop {
     }
 }
 
-pub(super) fn property_value(st: &State, name: &str, p: Property) -> io::Result<Prop> {
+pub(super) fn property_value(
+    st: &State,
+    network: Option<&RefCell<crate::network::Network>>,
+    name: &str,
+    p: Property,
+) -> io::Result<Prop> {
     if p == Property::Fds {
-        return match st.targets.get(name).map(|t| t.borrow().fds()) {
+        return match st.targets.get(name).map(|t| t.borrow().fds(network)) {
             Some(Ok(n)) => Ok(Prop::Num(n)),
             Some(Err(e)) => Err(e),
             None => Err(io::Error::from_raw_os_error(libc::EINVAL)),

@@ -220,20 +220,33 @@ impl Exec<'_> {
                     Actual::Done(None)
                 }))
             }
-            Statement::Target { name, source } => self.start_target(name, source),
-            Statement::Proxy { name, to, faults } => {
+            Statement::Target { name, source, on } => {
+                self.start_target(name, source, on.as_deref())
+            }
+            Statement::Proxy {
+                name,
+                to,
+                faults,
+                on,
+            } => {
                 let upstream = self.endpoint(&Endpoint::Name(to.clone())).map_err(failed)?;
-                let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .and_then(tokio::net::TcpListener::from_std)
-                    .map_err(failed)?;
+                let host = self.target_host(on.as_deref()).map_err(failed)?;
+                let listener = self.task_listener(host).map_err(failed)?;
                 let addr = listener.local_addr().map_err(failed)?;
                 let faults: crate::proxy::Faults = Rc::new(RefCell::new(faults.clone()));
-                let task = tokio::task::spawn_local(crate::proxy::serve(
+                // Its connections to the server start from its host too.
+                let network = self.network.clone();
+                let socket: crate::proxy::Connector = Rc::new(move |upstream| {
+                    on_host(network.as_deref(), host, || {
+                        crate::proxy::socket_for(upstream)
+                    })
+                });
+                let task = tokio::task::spawn_local(crate::proxy::serve_with(
                     listener,
                     upstream,
                     faults.clone(),
                     None,
+                    socket,
                 ));
                 let mut st = shared.borrow_mut();
                 st.addr_of.insert(name.clone(), addr);
@@ -243,6 +256,7 @@ impl Exec<'_> {
                     Rc::new(RefCell::new(Target::Builtin {
                         task: Some(task),
                         port: addr.port(),
+                        host,
                     })),
                 );
                 st.proxies.insert(name.clone(), faults);

@@ -110,12 +110,22 @@ impl Exec<'_> {
         }
     }
 
-    /// Starts a target; the part that may block waits for it to listen.
+    /// A listener for a server running as tasks: on `host` at its address, or on 127.0.0.1.
+    pub(super) fn task_listener(&self, host: Option<usize>) -> io::Result<tokio::net::TcpListener> {
+        let addr = self.server_addr(host);
+        let listener = self.on_host(host, || std::net::TcpListener::bind(addr))?;
+        listener.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(listener)
+    }
+
+    /// Starts a target (on host `on`, if any); the part that may block waits for it to listen.
     pub(super) fn start_target(
         &mut self,
         name: &str,
         source: &TargetSource,
+        on: Option<&str>,
     ) -> Result<LocalFuture, Actual> {
+        let host = self.target_host(on).map_err(Actual::Failed)?;
         let shared = self.state.clone();
         let register = |addr: SocketAddr, t: Target| {
             let mut st = shared.borrow_mut();
@@ -126,10 +136,7 @@ impl Exec<'_> {
             t
         };
         if let Some(service) = self.services.get(name).cloned() {
-            let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .and_then(tokio::net::TcpListener::from_std)
-                .map_err(Actual::Failed)?;
+            let listener = self.task_listener(host).map_err(Actual::Failed)?;
             let addr = listener.local_addr().map_err(Actual::Failed)?;
             let task = tokio::task::spawn_local(async move {
                 let mut connections = tokio::task::JoinSet::new();
@@ -143,6 +150,7 @@ impl Exec<'_> {
                 Target::Builtin {
                     task: Some(task),
                     port: addr.port(),
+                    host,
                 },
             );
             return Ok(Box::pin(async {
@@ -151,6 +159,11 @@ impl Exec<'_> {
         }
         match source {
             TargetSource::At(addr) => {
+                if let Some(on) = on {
+                    return Err(Actual::Broken(format!(
+                        "{name} is at {addr}, on this machine's loopback, which host {on} cannot reach"
+                    )));
+                }
                 register(*addr, Target::At);
                 Ok(Box::pin(async { Actual::Done(None) }))
             }
@@ -159,10 +172,7 @@ impl Exec<'_> {
                     let e = crate::servers::UnknownServer(server.clone());
                     return Err(Actual::Broken(e.to_string()));
                 }
-                let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .and_then(tokio::net::TcpListener::from_std)
-                    .map_err(Actual::Failed)?;
+                let listener = self.task_listener(host).map_err(Actual::Failed)?;
                 let addr = listener.local_addr().map_err(Actual::Failed)?;
                 let server = server.clone();
                 let task = tokio::task::spawn_local(async move {
@@ -174,21 +184,44 @@ impl Exec<'_> {
                     Target::Builtin {
                         task: Some(task),
                         port: addr.port(),
+                        host,
                     },
                 );
                 Ok(Box::pin(async { Actual::Done(None) }))
             }
             TargetSource::Cmd { command, ready } => {
-                let port = target::free_port().map_err(Actual::Failed)?;
-                let process = Process::spawn(command, port).map_err(Actual::Failed)?;
-                let t = register(target::cmd_addr(port), Target::Process(process));
+                let ip = self.server_addr(host).ip();
+                let process = self
+                    .on_host(host, || {
+                        let addr = SocketAddr::new(ip, target::free_port_on(ip)?);
+                        Process::spawn_at(command, addr, host.is_some()).map(|p| (addr, p))
+                    })
+                    .map_err(Actual::Failed)?;
+                let (addr, process) = process;
+                let t = register(addr, Target::Process(process));
                 let ready = ready.unwrap_or(target::DEFAULT_READY);
                 let name = name.to_string();
+                let network = self.network.clone();
                 Ok(Box::pin(async move {
                     let start = Instant::now();
                     loop {
-                        if target::listening(port) {
-                            return Actual::Done(Some("listening".into()));
+                        let listens = on_host(network.as_deref(), host, || {
+                            Ok(target::reachable_listener(addr.port()))
+                        });
+                        match listens.ok().flatten() {
+                            // Without hosts, loopback is where every client is.
+                            Some(reachable) if reachable || host.is_none() => {
+                                return Actual::Done(Some("listening".into()))
+                            }
+                            // On a host, a server on loopback alone is out of every other
+                            // host's reach: say so, rather than let each connect time out.
+                            Some(_) if start.elapsed() >= Duration::from_millis(200) => {
+                                return Actual::Broken(format!(
+                                    "{name} listens only on loopback, where no other host reaches it: \
+                                     listen on {{addr}} ({addr}) or 0.0.0.0:{{port}}"
+                                ));
+                            }
+                            _ => {}
                         }
                         if let Target::Process(p) = &mut *t.borrow_mut() {
                             if let Some(status) = p.exited() {
