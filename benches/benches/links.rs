@@ -1,6 +1,7 @@
 //! The scriptable wire's cost, in one run: a bulk transfer over a link with no impairment
 //! against the same transfer between two sockets of one namespace's loopback (the ratio is the
-//! link's share of loopback throughput, printed at the end), and a minimal two-host scenario.
+//! link's share of loopback throughput, printed at the end), the same over a captured link (the
+//! forwarder recording both sides of it), and a minimal two-host scenario.
 
 use std::time::{Duration, Instant};
 
@@ -15,18 +16,22 @@ fn scenario(text: &str) -> Scenario {
     parse("bench.scenario", text.as_bytes()).expect("the bench scenario parses")
 }
 
-fn opts() -> RunOptions {
+fn opts(capture: bool) -> RunOptions {
     RunOptions {
         isolation: Isolation::Always,
-        // The forwarding is measured, not the capture (capture.rs measures that).
-        capture: false,
+        // The forwarding is measured, and separately what recording it adds.
+        capture,
         ..RunOptions::default()
     }
 }
 
 fn run(s: &Scenario) -> Duration {
+    run_as(s, false)
+}
+
+fn run_as(s: &Scenario, capture: bool) -> Duration {
     let started = Instant::now();
-    let r = run_with(s, &opts());
+    let r = run_with(s, &opts(capture));
     assert_eq!(r.status, Status::Passed, "{:?}", r.status);
     started.elapsed()
 }
@@ -52,6 +57,7 @@ fn links(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("loopback_64MiB", |b| b.iter(|| run(&direct)));
     group.bench_function("link_64MiB", |b| b.iter(|| run(&linked)));
+    group.bench_function("link_captured_64MiB", |b| b.iter(|| run_as(&linked, true)));
     group.finish();
     let mut group = c.benchmark_group("hosts");
     group.sample_size(20);

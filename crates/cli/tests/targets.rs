@@ -272,3 +272,67 @@ fn a_servers_daemon_does_not_outlive_it() {
         assert!(left.is_empty(), "{isolate}: left running: {left:?}\n{text}");
     }
 }
+
+/// A `cmd` target on a host starts in the host's namespace and is given the host's address:
+/// clients on another host reach it over their link, and the capture shows them doing so.
+#[test]
+fn a_command_target_on_a_host_listens_at_the_hosts_address() {
+    let r = passes(&format!(
+        "host a\nhost b\nlink a b loss 5% delay 1ms\n\
+         target web cmd \"echo at $ADDR; exec {BIN} serve echo --listen {{addr}}\" on b\n\
+         connect c from a to web\nsend c pattern(64KiB)\n\
+         recv c exact 64KiB == pattern(64KiB) within 10s\nexpect web.fds <= 20\n\
+         stop web\nexpect web exited\n"
+    ));
+    let addr = |name: &str| {
+        r.names
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(a, _)| *a)
+            .unwrap_or_else(|| panic!("{name} has an address"))
+    };
+    let web = addr("web");
+    assert_eq!(web.ip(), std::net::IpAddr::from([10, 0, 0, 2]));
+    // The echo crossed the link, both ways.
+    let wire = r.wire().expect("captured");
+    for (from, to) in [(addr("c"), web), (web, addr("c"))] {
+        assert!(wire.bytes(from, to) >= 64 << 10, "{from} -> {to}");
+    }
+}
+
+/// A server on a host that listens only on its loopback is out of every other host's reach:
+/// its start fails with that reason, at its line, not with each connect timing out.
+#[test]
+fn a_command_target_on_a_hosts_loopback_alone_is_named() {
+    let f = fails_at(
+        &format!(
+            "host a\nhost b\nlink a b\n\
+             target web cmd \"exec {BIN} serve echo --listen 127.0.0.1:{{port}}\" on b\n\
+             connect c from a to web\n"
+        ),
+        4,
+    );
+    assert!(
+        f.actual
+            .contains("listens only on loopback, where no other host reaches it"),
+        "{f:?}"
+    );
+    assert!(f.actual.contains("listen on {addr} (10.0.0.2:"), "{f:?}");
+}
+
+/// `serve` listens off loopback only inside the host namespace sockharness started it in: the
+/// variable that says so, copied anywhere else, names another namespace and is refused.
+#[test]
+fn serve_stays_on_loopback_outside_a_scenarios_host() {
+    for marker in [None, Some("1")] {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["serve", "echo", "--listen", "10.0.0.2:7"]);
+        if let Some(m) = marker {
+            cmd.env("SOCKHARNESS_HOST_NETNS", m);
+        }
+        let out = cmd.output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("is not a loopback address"), "{stderr}");
+    }
+}

@@ -8,7 +8,7 @@ use sockharness::run::{run, Status};
 use sockharness::script::parse;
 
 /// The kind each scenario's failure must have (`FailureKind::name`).
-const KINDS: [(&str, &str); 21] = [
+const KINDS: [(&str, &str); 22] = [
     ("accept-forever", "timed_out"),
     ("background-expectation", "data"),
     ("blocks-forever", "timed_out"),
@@ -22,6 +22,7 @@ const KINDS: [(&str, &str); 21] = [
     ("refused-is-not-pending", "timing"),
     ("too-slow", "timing"),
     ("unexpected-error", "errno"),
+    ("target-on-a-host-wrong-answer", "data"),
     ("wrong-data", "data"),
     ("wrong-errno", "errno"),
     ("wrong-peer", "property"),

@@ -350,3 +350,29 @@ fn drop_takes_the_next_packets_with_its_flags() {
     // few at a second: net.ipv4.tcp_syn_linear_timeouts).
     assert!(took >= Duration::from_millis(1900), "{took:?}");
 }
+
+/// A bundled server and a proxy run on hosts: the client reaches the proxy on its own host,
+/// and the proxy reaches the server across the link, from its host's address, named after
+/// itself in the trace.
+#[test]
+fn a_proxy_on_one_host_reaches_a_server_on_another() {
+    let Some(r) = run_seeded(
+        "host a\nhost b\nlink a b\ntarget e builtin echo on b\nproxy p to e up slice 1 on a\n\
+         connect c from a to p\nsend c \"hello\"\nrecv c exact 5 == \"hello\" within 2s\n\
+         expect e.fds == 2\nexpect p.fds == 2\n",
+        0,
+    ) else {
+        return;
+    };
+    let wire = captured(&r);
+    let text = r.render_wire(&Default::default()).expect("captured");
+    assert!(text.contains("connection p/1 <-> e\n"), "{text}");
+    // What stayed on host a (the client and the proxy) never crossed the link.
+    assert_eq!(wire.connections(), 1, "{text}");
+    assert!(counts(&r, "a", "b").delivered > 0);
+    assert!(wire.segments.iter().all(|s| {
+        let hosts = [s.src.ip(), s.dst.ip()];
+        hosts.contains(&std::net::IpAddr::from(A))
+            && hosts.contains(&std::net::IpAddr::from([10, 0, 0, 2]))
+    }));
+}

@@ -22,9 +22,10 @@ pub type Faults = Rc<RefCell<Vec<Fault>>>;
 /// Hears one line per connection when it ends (for the standalone proxy's log).
 pub type Log = Rc<dyn Fn(String)>;
 
-/// Makes the socket each connection to the server is made from (for a proxy on a scenario's
-/// host, in the host's namespace).
-pub type Connector = Rc<dyn Fn(SocketAddr) -> io::Result<TcpSocket>>;
+/// Makes the socket the proxy's connection N (from 1) to the server `SocketAddr` is made from:
+/// for a proxy on a scenario's host, in the host's namespace, and bound, so that the scenario
+/// can name it.
+pub type Connector = Rc<dyn Fn(u32, SocketAddr) -> io::Result<TcpSocket>>;
 
 /// A socket in the calling thread's namespace, of `addr`'s family.
 pub fn socket_for(addr: SocketAddr) -> io::Result<TcpSocket> {
@@ -37,7 +38,14 @@ pub fn socket_for(addr: SocketAddr) -> io::Result<TcpSocket> {
 
 /// Accepts on `listener` and forwards each connection to `upstream` until dropped.
 pub async fn serve(listener: TcpListener, upstream: SocketAddr, faults: Faults, log: Option<Log>) {
-    serve_with(listener, upstream, faults, log, Rc::new(socket_for)).await;
+    serve_with(
+        listener,
+        upstream,
+        faults,
+        log,
+        Rc::new(|_, a| socket_for(a)),
+    )
+    .await;
 }
 
 /// As [`serve`], connecting to `upstream` from the sockets `connector` makes.
@@ -82,7 +90,7 @@ async fn connection(
     faults: &Faults,
     connector: &Connector,
 ) -> String {
-    let connected = match connector(upstream) {
+    let connected = match connector(n, upstream) {
         Ok(socket) => socket.connect(upstream).await,
         Err(e) => Err(e),
     };

@@ -234,12 +234,27 @@ impl Exec<'_> {
                 let listener = self.task_listener(host).map_err(failed)?;
                 let addr = listener.local_addr().map_err(failed)?;
                 let faults: crate::proxy::Faults = Rc::new(RefCell::new(faults.clone()));
-                // Its connections to the server start from its host too.
+                // Its connections to the server start from its host too, each named after the
+                // proxy and its number (`p/1`) in the traces.
                 let network = self.network.clone();
-                let socket: crate::proxy::Connector = Rc::new(move |upstream| {
-                    on_host(network.as_deref(), host, || {
-                        crate::proxy::socket_for(upstream)
-                    })
+                let (proxy, names) = (name.clone(), self.state.clone());
+                let from = self.server_addr(host).ip();
+                let socket: crate::proxy::Connector = Rc::new(move |n, upstream| {
+                    let socket = on_host(network.as_deref(), host, || {
+                        let socket = crate::proxy::socket_for(upstream)?;
+                        let ip = match (host, upstream) {
+                            (None, SocketAddr::V6(_)) => std::net::Ipv6Addr::LOCALHOST.into(),
+                            _ => from,
+                        };
+                        socket.bind(SocketAddr::new(ip, 0))?;
+                        Ok(socket)
+                    })?;
+                    let local = socket.local_addr()?;
+                    names
+                        .borrow_mut()
+                        .name_of
+                        .insert(local, format!("{proxy}/{n}"));
+                    Ok(socket)
                 });
                 let task = tokio::task::spawn_local(crate::proxy::serve_with(
                     listener,
