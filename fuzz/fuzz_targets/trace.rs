@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sockharness::capture::pcap::{self, Capture, LinkType, Packet};
-use sockharness::capture::{decode, Flags, RenderOptions, Segment, WireTrace};
+use sockharness::capture::pcap::{self, Capture, LinkType, Packet, Seen};
+use sockharness::capture::{decode, Flags, Marks, RenderOptions, Segment, WireTrace};
 use sockharness::trace::{Event, Outcome, Trace};
 
 /// The endpoints packets travel between: enough for a few connections, including two that share
@@ -35,6 +35,9 @@ struct Input {
     /// Each endpoint's initial sequence number.
     isn: [u32; 4],
     packets: Vec<Pkt>,
+    /// Whether the capture is of hosts' links (pcapng, each packet saying which host sent it
+    /// and what the link did to it).
+    hosts: bool,
     /// Which decoded segment to retransmit, and which fields to disturb.
     retransmit: u16,
     jitter: u32,
@@ -66,6 +69,8 @@ struct Pkt {
     options: Vec<Opt>,
     payload: Vec<u8>,
     mangle: Mangle,
+    /// What the link did to it, in a capture of hosts' links.
+    marks: u8,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -210,9 +215,28 @@ fn build(input: &Input) -> Capture {
             }
             Mangle::None | Mangle::IpLen(_) => {}
         }
-        packets.push(Packet { ts, data, orig_len });
+        let seen = input.hosts.then(|| Seen {
+            interface: (from % 2) as u32,
+            received: None,
+            marks: Marks::from_bits(p.marks & 0x1f),
+        });
+        packets.push(Packet {
+            ts,
+            data,
+            orig_len,
+            seen,
+        });
     }
-    Capture { link, packets }
+    let interfaces = if input.hosts {
+        vec!["a".into(), "b".into()]
+    } else {
+        Vec::new()
+    };
+    Capture {
+        link,
+        packets,
+        interfaces,
+    }
 }
 
 fn link_header(link: LinkType, v6: bool) -> Vec<u8> {
@@ -334,6 +358,8 @@ fn check_decoded(input: &Input, wire: &WireTrace) {
         assert_eq!(seg.window, p.window);
         assert_eq!(seg.payload_len as usize, p.payload.len());
         assert_eq!(seg.payload, p.payload[..p.payload.len().min(64)]);
+        let marks = if input.hosts { p.marks & 0x1f } else { 0 };
+        assert_eq!(seg.marks.bits(), marks, "what the link did is kept");
     }
 }
 

@@ -104,6 +104,9 @@ pub struct Seen {
 
 /// How a pcapng comment says it was written here.
 const COMMENT: &str = "sockharness: ";
+/// The description of each interface of a capture of hosts' links: what tells such a file from
+/// any other pcapng when it has no packets to say so.
+const HOST: &str = "sockharness host";
 
 impl Seen {
     /// The pcapng comment that records it.
@@ -288,6 +291,8 @@ struct Interface {
     resol: u8,
     offset_secs: u64,
     name: Option<String>,
+    /// Whether it is a scenario's host, as [`HOST`] says.
+    host: bool,
 }
 
 impl Interface {
@@ -295,11 +300,13 @@ impl Interface {
         let mut resol = 6; // pcapng's default: microseconds.
         let mut offset_secs = 0;
         let mut name = None;
+        let mut host = false;
         for opt in &idb.options {
             match opt {
                 InterfaceDescriptionOption::IfTsResol(r) => resol = *r,
                 InterfaceDescriptionOption::IfTsOffset(o) => offset_secs = *o,
                 InterfaceDescriptionOption::IfName(n) => name = Some(n.to_string()),
+                InterfaceDescriptionOption::IfDescription(d) => host |= d == HOST,
                 _ => {}
             }
         }
@@ -308,6 +315,7 @@ impl Interface {
             resol,
             offset_secs,
             name,
+            host,
         }
     }
 
@@ -399,8 +407,9 @@ fn read_pcapng(bytes: &[u8]) -> Result<Capture, PcapError> {
         .or_else(|| interfaces.first().map(|i| i.dlt))
         .unwrap_or(1);
     let link = LinkType::from_dlt(dlt).ok_or(PcapError::UnsupportedLink(dlt))?;
-    // Names matter where packets say which host they were seen at.
-    let interfaces = if packets.iter().any(|p| p.seen.is_some()) {
+    // Names matter in a capture of hosts' links.
+    let hosts = interfaces.iter().any(|i| i.host) || packets.iter().any(|p| p.seen.is_some());
+    let interfaces = if hosts {
         let n = interfaces.len();
         (0..n)
             .map(|i| {
@@ -464,6 +473,7 @@ impl<W: Write> Writer<W> {
                 snaplen: SNAPLEN,
                 options: vec![
                     InterfaceDescriptionOption::IfName(name.clone().into()),
+                    InterfaceDescriptionOption::IfDescription(HOST.into()),
                     InterfaceDescriptionOption::IfTsResol(9),
                 ],
             };
@@ -596,6 +606,7 @@ mod tests {
             resol: 3,
             offset_secs: 0,
             name: None,
+            host: false,
         };
         assert_eq!(ms.time(1_500), Duration::from_millis(1_500));
         let bin = Interface {
@@ -603,6 +614,7 @@ mod tests {
             resol: 0x80 | 10,
             offset_secs: 5,
             name: None,
+            host: false,
         };
         assert_eq!(bin.time(1024), Duration::from_secs(6));
         let absurd = Interface {
@@ -610,6 +622,7 @@ mod tests {
             resol: 127,
             offset_secs: 0,
             name: None,
+            host: false,
         };
         assert_eq!(absurd.time(u64::MAX), Duration::ZERO);
     }
@@ -692,6 +705,12 @@ mod tests {
             "sockharness: received, frame 1 (duplicated, corrupted)"
         );
         assert_eq!(comment(3), "sockharness: sent (dropped)");
+        // With no packet to say so, the interfaces still do.
+        let empty = Capture {
+            packets: Vec::new(),
+            ..cap
+        };
+        assert_eq!(read(&written(&empty)).expect("reads"), empty);
     }
 
     #[test]
