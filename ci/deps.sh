@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages CI needs beyond Rust: libpcap-dev for the `libpcap` feature, tshark and tcpdump
-# for the capture cross-checks, nginx and redis for scenarios/external. Installs only what is
-# missing, and only as root.
+# for the capture cross-checks, nginx and redis for scenarios/external, afl++ for coverage-guided
+# fuzzing. Installs only what is missing, and only as root.
 set -euo pipefail
 need=()
 command -v tshark >/dev/null || need+=(tshark)
@@ -10,6 +10,8 @@ command -v tcpdump >/dev/null || need+=(tcpdump)
 # The real servers scenarios/external/ runs against.
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v redis-server >/dev/null || need+=(redis-server)
+# AFL++'s compilers, for the coverage-guided fuzzing check (ci/fuzz-coverage.sh).
+command -v afl-clang-fast >/dev/null || need+=(afl++)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -555,3 +555,49 @@ fn ctrl_c_before_fuzzing_says_nothing_was_fuzzed() {
     );
     assert!(!rest.contains("no seeds"), "{rest}");
 }
+
+/// `--coverage afl` against a server not built with AFL++ is refused before anything is
+/// fuzzed, saying why, rather than run blind; so is a dictionary that does not parse.
+#[test]
+fn coverage_of_a_server_without_instrumentation_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = fuzz(
+        &[
+            "--cmd",
+            &server("echo"),
+            "--seed-scenario",
+            &seed("echo"),
+            "--coverage",
+            "afl",
+            "--time",
+            "20s",
+        ],
+        dir.path(),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not instrumented for coverage"), "{err}");
+    assert!(err.contains("went on running"), "{err}");
+    assert!(
+        !text(&out.stdout).contains("inputs in"),
+        "nothing was fuzzed"
+    );
+
+    let dict = dir.path().join("bad.dict");
+    std::fs::write(&dict, "kw=\"ok\"\nno quotes\n").expect("writes");
+    let out = fuzz(
+        &[
+            "--cmd",
+            &server("echo"),
+            "--dict",
+            dict.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("line 2: expected a value in double quotes"),
+        "{err}"
+    );
+}

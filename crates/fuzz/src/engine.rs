@@ -3,18 +3,23 @@
 //! scenario files that reproduce them with `sockharness run`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sockharness::run::{self};
+use sockharness::script::TargetSource;
 
 use super::case::{Case, Edit, CASE_TIMEOUT};
-use super::fuzzer::{Config, Expect, Fuzzer, Phase, Progress, Report, Verdict, SETTLE};
+use super::coverage;
+use super::fuzzer::{
+    lock, Config, Coverage, Expect, Fuzzer, Phase, Progress, Report, Verdict, SETTLE,
+};
 use super::leak;
 use super::mutate::{self, Shape};
 use super::prepare::prepare;
+use super::queue::Queue;
 use super::reproduce::{conclude, conclude_leak, describe};
-use super::server::Running;
+use super::server::{Running, Server};
 use super::FuzzError;
 
 /// Fuzzes the server as `cfg` says; `progress` hears how it goes about twice a second.
@@ -22,13 +27,33 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
     let started = Instant::now();
     writable(&cfg.out)?;
     let mut report = Report::default();
-    let server = Running::start(&cfg.server)?;
+    let map_len = match (cfg.coverage, &cfg.server) {
+        (None, _) => None,
+        (Some(Coverage::Afl), Server::Cmd(command)) => {
+            let port = sockharness::process::free_port()
+                .map_err(|e| FuzzError::Server(e.to_string()))?;
+            Some(coverage::map_size(command, port)?)
+        }
+        (Some(_), Server::Addr(a)) => {
+            return Err(FuzzError::Server(format!(
+                "coverage needs a server the fuzzer starts with its map (--cmd), not one already running at {a}"
+            )))
+        }
+    };
+    let new_map = |len: usize| {
+        coverage::Map::new(len)
+            .map(Arc::new)
+            .map_err(|source| coverage::CoverageError::Map { len, source })
+    };
+    let server = Running::start(&cfg.server, map_len.map(new_map).transpose()?)?;
     let mut fz = Fuzzer {
         cfg,
         server: Mutex::new(server),
         seeds: Vec::new(),
         health: None,
         invalid: Mutex::new((0, None)),
+        pool: Vec::new(),
+        queue: None,
     };
     let mut given = cfg.seeds.clone();
     given.dedup();
@@ -110,6 +135,29 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         )));
     }
     let streams: Vec<Vec<u8>> = given.streams.iter().map(|s| s.bytes.clone()).collect();
+    // Words to write into the bytes: the dictionary's, then the seeds', then the answers'.
+    let mut tokens = cfg.dict.clone();
+    for s in &streams {
+        mutate::words(s, &mut tokens, MAX_TOKENS);
+    }
+    for seed in &fz.seeds {
+        if let Some(answer) = seed.plain.as_ref().and_then(|p| p.baseline.exchange()) {
+            mutate::words(&answer.response, &mut tokens, MAX_TOKENS);
+        }
+    }
+    if let Some(len) = map_len {
+        // One instance per worker, each with its own map, so that what a map holds after an
+        // input is that input's doing.
+        for _ in 1..cfg.jobs.max(1) {
+            if super::interrupted() {
+                break;
+            }
+            let map = new_map(len)?;
+            fz.pool
+                .push(Mutex::new(Running::start(&cfg.server, Some(map))?));
+        }
+        fz.queue = Some(Queue::new(streams.clone(), len));
+    }
     // The server's descriptors when idle, once the seed checks' connections are closed.
     std::thread::sleep(Duration::from_millis(200));
     let idle = fz.fds();
@@ -123,16 +171,23 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
     loop {
         let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<(u64, Case, Verdict)>();
+        // Each case, with the case its worker ran before it: on a server instance of the
+        // worker's own, a crash the last bytes of that one caused may show only now.
+        let (tx, rx) = mpsc::channel::<(u64, Case, Verdict, Option<(u64, Case)>)>();
         let mut failing: Vec<(u64, Case, Verdict)> = Vec::new();
         let mut leaking = None;
         let mut recent: Vec<(u64, Case)> = Vec::new();
         std::thread::scope(|scope| {
-            for _ in 0..jobs {
+            for w in 0..jobs {
                 let tx = tx.clone();
                 let (fz, next, stop, shapes, streams) = (&fz, &next, &stop, &shapes, &streams);
+                let tokens = &tokens;
                 scope.spawn(move || {
-                    let source = fz.source();
+                    let instance = fz.instance(w);
+                    let source = TargetSource::At(lock(instance).addr());
+                    let map = lock(instance).map().cloned();
+                    let mut counts = Vec::new();
+                    let mut before: Option<(u64, Case)> = None;
                     while !stop.load(Ordering::Relaxed)
                         && !super::interrupted()
                         && Instant::now() < deadline
@@ -141,13 +196,34 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                         if cfg.runs.is_some_and(|r| i >= r) {
                             break;
                         }
-                        let case = mutate::generate(cfg.seed, i, &fz.seeds, shapes, streams, echo);
+                        let generate = |corpus: mutate::Corpus<'_>| {
+                            mutate::generate(cfg.seed, i, &fz.seeds, shapes, corpus, echo)
+                        };
+                        let case = match &fz.queue {
+                            Some(q) => q.with_corpus(tokens, generate),
+                            None => generate(mutate::Corpus {
+                                tokens,
+                                ..mutate::Corpus::plain(streams)
+                            }),
+                        };
                         let sc = case.scenario(&fz.seeds[case.seed], &source);
+                        if let Some(m) = &map {
+                            m.clear();
+                        }
                         let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            fz.run(&sc, Duration::ZERO)
+                            fz.run_on(instance, &sc, Duration::ZERO)
                         }))
                         .unwrap_or(Verdict::Skip);
-                        if tx.send((i, case, v)).is_err() {
+                        if let (Some(m), Some(q)) = (&map, &fz.queue) {
+                            m.read(&mut counts);
+                            q.observe(&counts, &case);
+                        }
+                        let prev = if fz.pool.is_empty() {
+                            None
+                        } else {
+                            before.replace((i, case.clone()))
+                        };
+                        if tx.send((i, case, v, prev)).is_err() {
                             break;
                         }
                     }
@@ -157,10 +233,13 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             let mut last = Instant::now();
             loop {
                 match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok((i, case, v)) => {
+                    Ok((i, case, v, prev)) => {
                         report.inputs += 1;
                         if v.failed() {
                             stop.store(true, Ordering::Relaxed);
+                            if let (Some((j, c)), Verdict::Crash(..)) = (prev, &v) {
+                                failing.push((j, c, v.clone()));
+                            }
                             failing.push((i, case, v));
                         } else {
                             recent.push((i, case));
@@ -181,13 +260,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                             stop.store(true, Ordering::Relaxed);
                         }
                     }
-                    progress(&Progress {
-                        inputs: report.inputs,
-                        elapsed: started.elapsed(),
-                        failures: report.found.len(),
-                        restarts: fz.lock().restarts,
-                        phase: Phase::Fuzzing,
-                    });
+                    progress(&fz.progress(&report, started, report.inputs, Phase::Fuzzing));
                 }
             }
         });
@@ -229,13 +302,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         // that broke the server. Replay the failing cases, then the recent ones, each alone.
         failing.sort_by_key(|(i, ..)| *i);
         recent.sort_by_key(|(i, _)| *i);
-        progress(&Progress {
-            inputs: report.inputs,
-            elapsed: started.elapsed(),
-            failures: report.found.len(),
-            restarts: fz.lock().restarts,
-            phase: Phase::Confirming,
-        });
+        progress(&fz.progress(&report, started, report.inputs, Phase::Confirming));
         let first_seen = started.elapsed();
         let suspects = failing
             .iter()
@@ -271,6 +338,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                     break;
                 }
                 fz.ensure_alive()?;
+                fz.pool_alive()?;
             }
             None => {
                 let (i, case, v) = &failing[0];
@@ -283,7 +351,11 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                         .collect::<Vec<_>>()
                         .join("; ")
                 ));
-                if jobs > 1 {
+                if !fz.pool.is_empty() {
+                    // With a server instance per worker, inputs do not disturb each other, and
+                    // the queue, not the seed, is what a guided run draws from: the note says
+                    // it, and the run goes on as it was.
+                } else if jobs > 1 {
                     // Inputs running at once disturb each other here (the server shares state
                     // between connections, or slows down under load): one at a time from now.
                     jobs = 1;
@@ -310,6 +382,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                     }
                 }
                 fz.ensure_alive()?;
+                fz.pool_alive()?;
             }
         }
         if Instant::now() >= deadline
@@ -342,7 +415,18 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         ));
     }
     fz.finish(&mut report, started);
+    if let Some(q) = &fz.queue {
+        let dir = cfg.out.join("queue");
+        if let Err(e) = q.save(&dir) {
+            report
+                .notes
+                .push(format!("cannot write the queue to {}: {e}", dir.display()));
+        }
+    }
     fz.lock().stop();
+    for s in &fz.pool {
+        lock(s).stop();
+    }
     Ok(report)
 }
 
@@ -358,6 +442,9 @@ fn writable(out: &std::path::Path) -> Result<(), FuzzError> {
     std::fs::write(&probe, b"").map_err(failed(out))?;
     std::fs::remove_file(&probe).map_err(failed(&probe))
 }
+
+/// Tokens taken from seeds and answers at most (the dictionary's are all kept).
+const MAX_TOKENS: usize = 512;
 
 /// Inputs that ran just before a failure, replayed alone as its possible cause.
 const SUSPECTS: usize = 8;

@@ -11,6 +11,7 @@ use sockharness::sandbox::Isolation;
 use sockharness::script::{Scenario, TargetSource};
 
 use super::case::{Case, Plain, Seed};
+use super::queue::{CoverageStats, Queue};
 use super::seed::Seeds;
 use super::server::{Running, Server};
 use super::FuzzError;
@@ -22,6 +23,13 @@ pub enum Expect {
     Echo,
     /// Every plain answer matches this pattern (`--expect regex:RE`).
     Regex(regex::bytes::Regex),
+}
+
+/// What guides the generator, beyond chance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// The edge map of a server built with AFL++ (`--coverage afl`).
+    Afl,
 }
 
 /// A fuzz run's settings.
@@ -45,6 +53,11 @@ pub struct Config {
     pub jobs: usize,
     /// How long to spend minimising one failure.
     pub minimize_for: Duration,
+    /// Coverage guidance, for a server built for it.
+    pub coverage: Option<Coverage>,
+    /// Tokens the server may compare its input with (`--dict`, AFL's format): mutations write
+    /// them into the bytes, with words from the seeds and the server's answers.
+    pub dict: Vec<Vec<u8>>,
 }
 
 /// A progress report, sent about twice a second.
@@ -60,6 +73,8 @@ pub struct Progress {
     pub restarts: u32,
     /// What is going on, when it is not the loop itself.
     pub phase: Phase,
+    /// Coverage so far, in a guided run.
+    pub coverage: Option<CoverageStats>,
 }
 
 /// What the run is doing.
@@ -120,6 +135,8 @@ pub struct Report {
     /// Things the user should know (seeds without a comparable answer, failures that did not
     /// reproduce alone).
     pub notes: Vec<String>,
+    /// Coverage reached, in a guided run.
+    pub coverage: Option<CoverageStats>,
 }
 
 /// How one case ended against the server.
@@ -158,6 +175,11 @@ pub(super) struct Fuzzer<'a> {
     pub(super) health: Option<Plain>,
     /// Generated cases that were not valid scenarios: how many, and the first one's problems.
     pub(super) invalid: Mutex<(u64, Option<String>)>,
+    /// In a guided run, more instances of the server, one per worker past the first (which
+    /// uses `server`): each writes its coverage into a map of its own.
+    pub(super) pool: Vec<Mutex<Running>>,
+    /// In a guided run, the queue and the coverage so far.
+    pub(super) queue: Option<Queue>,
 }
 
 /// Settling time after a case before the server's process is checked: a crash caused by the
@@ -167,6 +189,16 @@ pub(super) const SETTLE: Duration = Duration::from_millis(20);
 impl Fuzzer<'_> {
     /// Runs `sc` against the running server, and checks the server outlived it.
     pub(super) fn run(&self, sc: &Scenario, settle: Duration) -> Verdict {
+        self.run_on(&self.server, sc, settle)
+    }
+
+    /// Runs `sc` against the server `instance` (of the pool), and checks it outlived it.
+    pub(super) fn run_on(
+        &self,
+        instance: &Mutex<Running>,
+        sc: &Scenario,
+        settle: Duration,
+    ) -> Verdict {
         // A case is held to what a parsed scenario is; one that is not valid is a defect of the
         // generator, never a finding about the server, so it does not run.
         if let Err(problems) = sc.validate() {
@@ -184,7 +216,7 @@ impl Fuzzer<'_> {
         if !settle.is_zero() {
             std::thread::sleep(settle);
         }
-        let exit = self.lock().exited();
+        let exit = lock(instance).exited();
         match (r.status, exit) {
             (Status::Failed(f), Some(e)) => Verdict::Crash(e, Some(f)),
             (_, Some(e)) => Verdict::Crash(e, None),
@@ -197,7 +229,9 @@ impl Fuzzer<'_> {
     /// Completes `report` at the end of a run.
     pub(super) fn finish(&self, report: &mut Report, started: std::time::Instant) {
         report.elapsed = started.elapsed();
-        report.restarts = self.lock().restarts;
+        report.restarts =
+            self.lock().restarts + self.pool.iter().map(|s| lock(s).restarts).sum::<u32>();
+        report.coverage = self.queue.as_ref().map(Queue::stats);
         let invalid = self.invalid.lock().unwrap_or_else(|e| e.into_inner());
         if let (n @ 1.., Some(first)) = (invalid.0, &invalid.1) {
             report.notes.push(format!(
@@ -208,8 +242,46 @@ impl Fuzzer<'_> {
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
-        // A worker that panicked holding the lock left the server as it was: still usable.
-        self.server.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.server)
+    }
+
+    /// Worker `w`'s server: the first uses the main one, the others their own in a guided run,
+    /// and all share the main one otherwise.
+    pub(super) fn instance(&self, w: usize) -> &Mutex<Running> {
+        match w.checked_sub(1).and_then(|i| self.pool.get(i)) {
+            Some(s) => s,
+            None => &self.server,
+        }
+    }
+
+    /// Restarts every instance of the pool that died.
+    pub(super) fn pool_alive(&self) -> Result<(), FuzzError> {
+        for s in &self.pool {
+            let mut s = lock(s);
+            if !s.alive() {
+                s.restart(true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A progress report as of now.
+    pub(super) fn progress(
+        &self,
+        report: &Report,
+        started: std::time::Instant,
+        inputs: u64,
+        phase: Phase,
+    ) -> Progress {
+        Progress {
+            inputs,
+            elapsed: started.elapsed(),
+            failures: report.found.len(),
+            restarts: self.lock().restarts
+                + self.pool.iter().map(|s| lock(s).restarts).sum::<u32>(),
+            phase,
+            coverage: self.queue.as_ref().map(Queue::stats),
+        }
     }
 
     /// The server's open descriptors (counted without holding the lock the workers need).
@@ -258,4 +330,9 @@ impl Fuzzer<'_> {
         let sc = self.with_health(seed, case, &self.source());
         Ok(self.run(&sc, SETTLE))
     }
+}
+
+pub(super) fn lock(server: &Mutex<Running>) -> std::sync::MutexGuard<'_, Running> {
+    // A worker that panicked holding the lock left the server as it was: still usable.
+    server.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -19,12 +19,14 @@
 pub mod calibrate;
 pub mod case;
 pub mod chaos;
+pub mod coverage;
 pub mod engine;
 mod fuzzer;
 pub mod leak;
 mod minimize;
 pub mod mutate;
 mod prepare;
+pub mod queue;
 mod reproduce;
 pub mod rig;
 pub mod seed;
@@ -32,7 +34,8 @@ mod server;
 pub mod strategy;
 
 pub use engine::fuzz;
-pub use fuzzer::{Config, Expect, Found, Phase, Progress, Report};
+pub use fuzzer::{Config, Coverage, Expect, Found, Phase, Progress, Report};
+pub use queue::CoverageStats;
 pub use server::{kill_now, Server};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +79,9 @@ pub enum FuzzError {
     /// be restarted to find out which.
     #[error("{0}")]
     Gone(String),
+    /// The server cannot give the coverage asked for.
+    #[error(transparent)]
+    Coverage(#[from] coverage::CoverageError),
     /// The run was interrupted before anything was fuzzed.
     #[error("interrupted before anything was fuzzed")]
     Interrupted,

@@ -29,8 +29,12 @@ pub struct Shape {
     connects: Vec<usize>,
     /// Reads.
     recvs: Vec<usize>,
-    /// Sends after which their socket may half-close: its last, in the foreground, with no
-    /// socket sending anything after it.
+    /// Sends after which their socket may half-close: each client's last, in the foreground,
+    /// whatever the seed does with the socket later (a server must answer a request followed
+    /// at once by a FIN as it answers one followed by a FIN later). Not where the seed checks
+    /// the socket's state, which a half-close changes, nor where another client sends after it:
+    /// what the client reads then may be the others' doing, which a server may rightly stop
+    /// passing on to a client that said it is done (a chat member that left).
     half_closes: Vec<usize>,
     /// How often the generator picks this seed, relative to the others: fast seeds more often,
     /// so that a slow seed does not hold the run back.
@@ -62,9 +66,18 @@ impl Shape {
                 _ => None,
             })
             .collect();
-        let last_send = steps
+        // Sockets whose TCP state the seed checks.
+        let stated: Vec<&str> = steps
             .iter()
-            .rposition(|s| matches!(s.statement, Statement::Send { .. }));
+            .filter_map(|s| match &s.statement {
+                Statement::ExpectProperty {
+                    subject,
+                    property: Property::State,
+                    ..
+                } => Some(subject.as_str()),
+                _ => None,
+            })
+            .collect();
         for (i, step) in steps.iter().enumerate() {
             match &step.statement {
                 Statement::Send {
@@ -76,10 +89,18 @@ impl Shape {
                     if data.len() >= 2 {
                         shape.sends.push((i, data.len()));
                     }
-                    let shuts = steps[i + 1..].iter().any(|s| {
+                    let sends_again = steps[i + 1..]
+                        .iter()
+                        .any(|s| matches!(&s.statement, Statement::Send { .. }));
+                    // Past a close, or an abort, there is nothing left to half-close.
+                    let closed_before = steps[..i].iter().any(|s| {
                         matches!(&s.statement, Statement::Shutdown { socket: o, .. } | Statement::Close { socket: o } | Statement::Abort { socket: o } if o == socket)
                     });
-                    if Some(i) == last_send && step.background.is_none() && !shuts {
+                    if !sends_again
+                        && !closed_before
+                        && step.background.is_none()
+                        && !stated.contains(&socket.as_str())
+                    {
                         shape.half_closes.push(i);
                     }
                 }
@@ -107,13 +128,63 @@ pub fn rng_for(run_seed: u64, case: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(z ^ (z >> 31))
 }
 
-/// Makes case number `index`: a seed, and one to three edits of it.
+/// What intruders' bytes are drawn from.
+#[derive(Debug, Clone, Copy)]
+pub struct Corpus<'a> {
+    /// Request streams.
+    pub streams: &'a [Vec<u8>],
+    /// For each stream, where its next mutations are best made (see [`Intruder::focus`]).
+    pub focus: &'a [Option<usize>],
+    /// Streams counted as fresh: the last ones, the very last of which is drawn a quarter of
+    /// the time and the others another quarter. With fresh streams (a coverage-guided run),
+    /// every case has an intruder: its bytes are what the coverage is of.
+    pub fresh: usize,
+    /// Words the server may compare its input with: from `--dict`, the seeds and the server's
+    /// answers. Mutations write them into the bytes.
+    pub tokens: &'a [Vec<u8>],
+}
+
+impl<'a> Corpus<'a> {
+    /// Streams drawn alike, with nowhere to focus.
+    pub fn plain(streams: &'a [Vec<u8>]) -> Corpus<'a> {
+        Corpus {
+            streams,
+            focus: &[],
+            fresh: 0,
+            tokens: &[],
+        }
+    }
+
+    /// One stream, and where to focus on it.
+    fn pick(&self, rng: &mut ChaCha8Rng) -> Option<(Vec<u8>, Option<usize>)> {
+        let n = self.streams.len();
+        if n == 0 {
+            return None;
+        }
+        // The newest a quarter of the time and the other fresh ones another quarter: what just
+        // reached new code is where more is likely to be found next, as AFL spends its effort
+        // on a new queue entry first.
+        let fresh = self.fresh.min(n);
+        let i = match rng.random_range(0..4) {
+            0 if fresh > 0 => n - 1,
+            1 if fresh > 0 => rng.random_range(n - fresh..n),
+            _ => rng.random_range(0..n),
+        };
+        Some((
+            self.streams[i].clone(),
+            self.focus.get(i).copied().flatten(),
+        ))
+    }
+}
+
+/// Makes case number `index`: a seed, and one to three edits of it, intruders' bytes drawn from
+/// `corpus`.
 pub fn generate(
     run_seed: u64,
     index: u64,
     seeds: &[Seed],
     shapes: &[Shape],
-    streams: &[Vec<u8>],
+    corpus: Corpus<'_>,
     echo: bool,
 ) -> Case {
     let mut rng = rng_for(run_seed, index);
@@ -180,15 +251,16 @@ pub fn generate(
             60..70 if !shape.half_closes.is_empty() => Edit::HalfClose {
                 step: shape.half_closes[rng.random_range(0..shape.half_closes.len())],
             },
-            70..100 => Edit::Intruder(intruder(&mut rng, streams, echo)),
+            70..100 => Edit::Intruder(intruder(&mut rng, corpus, echo)),
             _ => continue,
         };
         if !edits.contains(&edit) {
             edits.push(edit);
         }
     }
-    if edits.is_empty() {
-        edits.push(Edit::Intruder(intruder(&mut rng, streams, echo)));
+    let intrudes = edits.iter().any(|e| matches!(e, Edit::Intruder(_)));
+    if edits.is_empty() || (corpus.fresh > 0 && !intrudes) {
+        edits.push(Edit::Intruder(intruder(&mut rng, corpus, echo)));
     }
     Case { seed, edits }
 }
@@ -199,16 +271,25 @@ fn gap(rng: &mut ChaCha8Rng) -> Duration {
     [0, 0, 0, 0, 0, 0, 200, 500, 1000, 2000].map(Duration::from_micros)[rng.random_range(0..10)]
 }
 
-fn intruder(rng: &mut ChaCha8Rng, streams: &[Vec<u8>], echo: bool) -> Intruder {
-    let mut data = if streams.is_empty() {
-        (0..rng.random_range(1..64)).map(|_| rng.random()).collect()
-    } else {
-        streams[rng.random_range(0..streams.len())].clone()
-    };
+fn intruder(rng: &mut ChaCha8Rng, corpus: Corpus<'_>, echo: bool) -> Intruder {
+    let (mut data, mut focus) = corpus.pick(rng).unwrap_or_else(|| {
+        (
+            (0..rng.random_range(1..64)).map(|_| rng.random()).collect(),
+            None,
+        )
+    });
     let original = data.clone();
-    if rng.random_bool(0.6) {
-        for _ in 0..rng.random_range(1..=3) {
-            mutate(rng, &mut data, streams);
+    // A stream the queue focuses on is always changed, as it is it found all it will, and
+    // mostly in one place: a second change elsewhere would often undo what the first needs.
+    let focused = focus.is_some();
+    if focused || rng.random_bool(0.6) {
+        let times = if focused && rng.random_bool(0.7) {
+            1
+        } else {
+            rng.random_range(1..=3)
+        };
+        for _ in 0..times {
+            focus = mutate(rng, &mut data, corpus, focus).or(focus);
         }
     }
     let mutated = data != original;
@@ -221,9 +302,11 @@ fn intruder(rng: &mut ChaCha8Rng, streams: &[Vec<u8>], echo: bool) -> Intruder {
     } else {
         data.truncate(MAX_INTRUDER);
     }
+    // A focused stream is sent whole: cut short, it would lose what its change reached.
     let leave = match rng.random_range(0..10) {
         0..3 => Leave::Close,
         3..5 => Leave::HalfClose,
+        _ if focused => Leave::Close,
         5..8 => Leave::Abort,
         _ => Leave::Stall,
     };
@@ -244,6 +327,7 @@ fn intruder(rng: &mut ChaCha8Rng, streams: &[Vec<u8>], echo: bool) -> Intruder {
             .max((data.len() as u64).div_ceil(MAX_PIECES))
     });
     Intruder {
+        focus: focus.filter(|&f| mutated && f < data.len()),
         data,
         chunk,
         leave,
@@ -251,6 +335,60 @@ fn intruder(rng: &mut ChaCha8Rng, streams: &[Vec<u8>], echo: bool) -> Intruder {
         rcvbuf,
         mutated,
     }
+}
+
+/// The words of `bytes` worth trying elsewhere: runs of letters, digits, `_` and `-` of 3 to 32
+/// bytes (commands, header names, keywords), each once, at most `max`.
+pub fn words(bytes: &[u8], into: &mut Vec<Vec<u8>>, max: usize) {
+    for w in bytes.split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')) {
+        if into.len() >= max {
+            return;
+        }
+        if (3..=32).contains(&w.len()) && !into.iter().any(|t| t == w) {
+            into.push(w.to_vec());
+        }
+    }
+}
+
+/// Reads an AFL dictionary: one token per line, `name="value"` or `"value"` (a name may end in
+/// `@LEVEL`), with `\\`, `\"` and `\xNN` escapes; blank lines and `#` comments are skipped.
+pub fn parse_dict(text: &str) -> Result<Vec<Vec<u8>>, String> {
+    let mut tokens = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| format!("line {}: {why}: {line}", n + 1);
+        let (Some(open), Some(close)) = (line.find('"'), line.rfind('"')) else {
+            return Err(bad("expected a value in double quotes"));
+        };
+        if close <= open {
+            return Err(bad("the value is not closed"));
+        }
+        let mut value = Vec::new();
+        let mut chars = line[open + 1..close].bytes();
+        while let Some(b) = chars.next() {
+            if b != b'\\' {
+                value.push(b);
+                continue;
+            }
+            match chars.next() {
+                Some(b'x') => {
+                    let hex: Vec<u8> = chars.by_ref().take(2).collect();
+                    let hex = std::str::from_utf8(&hex).ok();
+                    let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+                    value.push(byte.ok_or_else(|| bad("`\\x` needs two hex digits"))?);
+                }
+                Some(c @ (b'\\' | b'"')) => value.push(c),
+                _ => return Err(bad("unknown escape")),
+            }
+        }
+        if !value.is_empty() {
+            tokens.push(value);
+        }
+    }
+    Ok(tokens)
 }
 
 /// Bytes that parsers of text protocols treat specially.
@@ -269,19 +407,61 @@ const TOKENS: [&[u8]; 12] = [
     b":",
 ];
 
-/// One payload mutation of `data`, in place: bit flips, truncation, insertion (random bytes,
-/// a token, a repeated slice, a long run), or splicing with another stream.
-pub fn mutate(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, streams: &[Vec<u8>]) {
-    match rng.random_range(0..6) {
+/// One payload mutation of `data`, in place: bit flips, a byte set (to any value, or to one of
+/// the digits and letters text protocols compare), a decimal number changed, truncation,
+/// insertion (random bytes, a token, a repeated slice, a long run), or splicing with another
+/// stream, or one of the corpus's tokens written over the bytes or between them. Half the
+/// byte-level changes are made within a few bytes of `focus`, where a change last reached new
+/// code. Returns where it changed `data`, for the byte-level ones.
+pub fn mutate(
+    rng: &mut ChaCha8Rng,
+    data: &mut Vec<u8>,
+    corpus: Corpus<'_>,
+    focus: Option<usize>,
+) -> Option<usize> {
+    let streams = corpus.streams;
+    let at = move |rng: &mut ChaCha8Rng, len: usize| match focus {
+        Some(f) if len > 0 && rng.random_bool(0.5) => {
+            (f + rng.random_range(0..=4)).saturating_sub(2).min(len - 1)
+        }
+        _ => rng.random_range(0..len.max(1)),
+    };
+    match rng.random_range(0..11) {
+        8 | 10 => return number(rng, data, focus),
+        9 if !corpus.tokens.is_empty() => {
+            let token = &corpus.tokens[rng.random_range(0..corpus.tokens.len())];
+            let mut i = at(rng, data.len() + 1).min(data.len());
+            let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
+            let end = match rng.random_range(0..3) {
+                // In place of the word at `i`: a command's argument, a header's value.
+                0 => {
+                    while i > 0 && word(&data[i - 1]) {
+                        i -= 1;
+                    }
+                    let mut end = i;
+                    while end < data.len() && word(&data[end]) {
+                        end += 1;
+                    }
+                    end
+                }
+                // Over the bytes at `i`.
+                1 => (i + token.len()).min(data.len()),
+                // Between them.
+                _ => i,
+            };
+            data.splice(i..end, token.iter().copied());
+            return Some((i + token.len()).min(data.len()).saturating_sub(1));
+        }
         0 if !data.is_empty() => {
+            let i = at(rng, data.len());
             for _ in 0..rng.random_range(1..=4) {
-                let i = rng.random_range(0..data.len());
                 data[i] ^= 1 << rng.random_range(0..8);
             }
+            return Some(i);
         }
         1 if data.len() > 1 => data.truncate(rng.random_range(1..data.len())),
         2 => {
-            let at = rng.random_range(0..=data.len());
+            let at = at(rng, data.len() + 1).min(data.len());
             let token = TOKENS[rng.random_range(0..TOKENS.len())];
             data.splice(at..at, token.iter().copied());
         }
@@ -308,13 +488,98 @@ pub fn mutate(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, streams: &[Vec<u8>]) {
             data.truncate(cut);
             data.extend_from_slice(&other[from..]);
         }
+        6 if !data.is_empty() => {
+            let i = at(rng, data.len());
+            data[i] = rng.random();
+            return Some(i);
+        }
+        7 if !data.is_empty() => {
+            const TEXT: &[u8] =
+                b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ -_./:";
+            let i = at(rng, data.len());
+            data[i] = TEXT[rng.random_range(0..TEXT.len())];
+            return Some(i);
+        }
         _ => {
-            let at = rng.random_range(0..=data.len());
+            let at = at(rng, data.len() + 1).min(data.len());
             let n = rng.random_range(1..=16);
             let bytes: Vec<u8> = (0..n).map(|_| rng.random()).collect();
             data.splice(at..at, bytes);
         }
     }
+    None
+}
+
+/// Replaces a decimal number in `data` (the one at `focus`, else any) with another: a value
+/// protocols treat specially, one near it, or one of a random number of digits. A server that
+/// branches on a number it parsed is reached this way, where byte flips would seldom keep the
+/// text a number.
+fn number(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, focus: Option<usize>) -> Option<usize> {
+    let runs: Vec<(usize, usize)> = {
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < data.len() {
+            if data[i].is_ascii_digit() {
+                let start = i;
+                while i < data.len() && data[i].is_ascii_digit() {
+                    i += 1;
+                }
+                runs.push((start, i));
+            } else {
+                i += 1;
+            }
+        }
+        runs
+    };
+    let near = focus.and_then(|f| runs.iter().find(|(s, e)| *s <= f + 1 && f <= *e));
+    let focused = near.is_some() && rng.random_bool(0.75);
+    let (start, end) = match near {
+        Some(r) if focused => *r,
+        _ if runs.is_empty() => return None,
+        _ => runs[rng.random_range(0..runs.len())],
+    };
+    let old: i128 = std::str::from_utf8(&data[start..end])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    const SPECIAL: [i128; 12] = [
+        0,
+        1,
+        -1,
+        127,
+        255,
+        256,
+        32767,
+        65535,
+        65536,
+        2_147_483_647,
+        4_294_967_295,
+        4_294_967_296,
+    ];
+    // On the number whose last change reached new code, mostly a step from it: a server that
+    // compares it byte by byte (split comparisons) is matched one byte at a time.
+    let near_weight = if focused { 5 } else { 3 };
+    let new = match rng.random_range(0..10) {
+        0..2 => SPECIAL[rng.random_range(0..SPECIAL.len())],
+        r if r < 2 + near_weight => {
+            // Mostly small steps, as AFL's arithmetic makes, sometimes up to a byte's range.
+            let most = if rng.random_bool(0.5) { 16 } else { 256 };
+            let step = rng.random_range(1..=most);
+            if rng.random_bool(0.5) {
+                old + step
+            } else {
+                old - step
+            }
+        }
+        _ => {
+            let digits = rng.random_range(1..=6);
+            rng.random_range(0..10i128.pow(digits))
+        }
+    };
+    let text = new.to_string();
+    let spot = start + text.len().saturating_sub(1);
+    data.splice(start..end, text.into_bytes());
+    Some(spot.min(data.len().saturating_sub(1)))
 }
 
 #[cfg(test)]
@@ -328,7 +593,7 @@ mod tests {
         for i in 0..500 {
             let mut rng = rng_for(7, i);
             let mut d = streams[0].clone();
-            mutate(&mut rng, &mut d, &streams);
+            mutate(&mut rng, &mut d, Corpus::plain(&streams), None);
             changed += usize::from(d != streams[0]);
             assert!(d.len() <= MAX_INTRUDER + 64);
         }
@@ -337,6 +602,20 @@ mod tests {
             changed > 400,
             "only {changed} of 500 mutations changed the bytes"
         );
+    }
+
+    #[test]
+    fn afl_dictionaries_and_words_give_tokens() {
+        let dict = "# comment\nkw1=\"LOGIN\"\n\"k3y\\x2d7e\"\nname@2=\"a\\\"b\\\\\"\n\n";
+        assert_eq!(
+            parse_dict(dict).expect("parses"),
+            [b"LOGIN".to_vec(), b"k3y-7e".to_vec(), b"a\"b\\".to_vec()]
+        );
+        assert!(parse_dict("no quotes here").is_err());
+        assert!(parse_dict("\"bad \\q\"").is_err());
+        let mut w = Vec::new();
+        words(b"HELLO\nLOGIN guess\nOK welcome\nOK hi\nHELLO", &mut w, 10);
+        assert_eq!(w, [&b"HELLO"[..], b"LOGIN", b"guess", b"welcome"]);
     }
 
     #[test]
@@ -355,17 +634,72 @@ mod tests {
         let seeds = vec![seed];
         let streams = vec![b"hello".to_vec()];
         for i in 0..50 {
-            let a = generate(3, i, &seeds, &shapes, &streams, false);
-            let b = generate(3, i, &seeds, &shapes, &streams, false);
+            let a = generate(3, i, &seeds, &shapes, Corpus::plain(&streams), false);
+            let b = generate(3, i, &seeds, &shapes, Corpus::plain(&streams), false);
             assert_eq!(a, b);
         }
         let differ = (0..50)
             .filter(|&i| {
-                generate(3, i, &seeds, &shapes, &streams, false)
-                    != generate(4, i, &seeds, &shapes, &streams, false)
+                generate(3, i, &seeds, &shapes, Corpus::plain(&streams), false)
+                    != generate(4, i, &seeds, &shapes, Corpus::plain(&streams), false)
             })
             .count();
         assert!(differ > 25);
+    }
+
+    #[test]
+    fn a_last_send_may_half_close_whatever_follows_on_its_socket() {
+        let text =
+            "target srv builtin echo\nconnect a to srv\nconnect b to srv\nconnect c to srv\n\
+                    send a \"one\"\nsend b \"two\"\nsend a \"three\"\nsend c \"four\"\n\
+                    recv a exact 8\nrecv b exact 3\nrecv c exact 4\nclose a\nshutdown b write\n\
+                    expect c.state == ESTABLISHED\n";
+        let seed = Seed {
+            label: "s".into(),
+            scenario: sockharness::script::parse("s", text.as_bytes()).unwrap(),
+            plain: None,
+            settle: None,
+        };
+        // Only c's last send is followed by no send at all; but its state is checked.
+        assert!(Shape::of(&seed).half_closes.is_empty());
+        let text = "target srv builtin echo\nconnect a to srv\nconnect b to srv\n\
+                    send a \"one\"\nsend b \"two\"\nrecv b exact 3\nsend a \"three\"\n\
+                    recv a exact 8\nclose a\nshutdown b write\n";
+        let seed = Seed {
+            label: "s".into(),
+            scenario: sockharness::script::parse("s", text.as_bytes()).unwrap(),
+            plain: None,
+            settle: None,
+        };
+        // a's last send, though a is closed later; not b's, which a's send follows.
+        assert_eq!(Shape::of(&seed).half_closes, [6]);
+    }
+
+    #[test]
+    fn after_a_half_close_nothing_more_may_be_the_servers_close() {
+        let text = "target srv builtin echo\nconnect c to srv\nsend c \"hi\"\nrecv c exact 2\n\
+                    recv c 16 nowait == EAGAIN\n";
+        let scenario = sockharness::script::parse("s", text.as_bytes()).unwrap();
+        let seed = Seed {
+            label: "s".into(),
+            scenario,
+            plain: None,
+            settle: None,
+        };
+        let case = Case {
+            seed: 0,
+            edits: vec![Edit::HalfClose { step: 2 }],
+        };
+        let source = sockharness::script::TargetSource::At(([127, 0, 0, 1], 7).into());
+        let printed = case.scenario(&seed, &source).to_string();
+        assert!(
+            printed.contains("send c \"hi\"\nshutdown c write == ok|ENOTCONN|ECONNRESET|EPIPE\n"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("recv c 16 nowait == EOF|EAGAIN\n"),
+            "{printed}"
+        );
     }
 
     #[test]
@@ -383,8 +717,15 @@ mod tests {
         let seeds = vec![seed];
         let streams = vec![b"hello".to_vec(), b"GET / HTTP/1.1\r\n\r\n".to_vec()];
         let source = sockharness::script::TargetSource::At(([127, 0, 0, 1], 7).into());
+        let tokens = vec![b"k3y".to_vec()];
+        let corpus = Corpus {
+            streams: &streams,
+            focus: &[None, Some(4)],
+            fresh: 1,
+            tokens: &tokens,
+        };
         for i in 0..2000 {
-            let case = generate(11, i, &seeds, &shapes, &streams, i % 2 == 0);
+            let case = generate(11, i, &seeds, &shapes, corpus, i % 2 == 0);
             let sc = case.scenario(&seeds[case.seed], &source);
             if let Err(problems) = sc.validate() {
                 panic!("case {i} ({case:?}) is not valid:\n{problems}");

@@ -61,7 +61,7 @@ pub(super) fn prepare(
             let stream = &given.streams[k % given.streams.len()];
             let (label, bytes) = (&stream.label, &stream.bytes);
             let mut b = bytes.clone();
-            mutate::mutate(&mut rng, &mut b, &originals);
+            mutate::mutate(&mut rng, &mut b, mutate::Corpus::plain(&originals), None);
             b.truncate(4096);
             if !b.is_empty() && !requests.iter().any(|(_, r, _)| *r == b) {
                 requests.push((format!("{label} (mutation {})", k + 1), b, true));

@@ -52,13 +52,7 @@ pub(super) fn conclude(
     progress: &mut impl FnMut(&Progress),
     report: &mut Report,
 ) -> Result<Option<Found>, FuzzError> {
-    progress(&Progress {
-        inputs,
-        elapsed: started.elapsed(),
-        failures: report.found.len(),
-        restarts: fz.lock().restarts,
-        phase: Phase::Minimizing,
-    });
+    progress(&fz.progress(report, started, inputs, Phase::Minimizing));
     // Shrinking stays within the run's time, but always gets a few seconds.
     let left = started
         .checked_add(fz.cfg.time)

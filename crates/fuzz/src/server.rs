@@ -2,11 +2,13 @@
 //! after it dies.
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sockharness::process::{self as target, Process};
 use sockharness::script::TargetSource;
 
+use super::coverage::Map;
 use super::FuzzError;
 
 /// Which server to fuzz.
@@ -51,10 +53,13 @@ pub(super) struct Running {
     /// got little done.
     starts: u32,
     starting: Duration,
+    /// The coverage map it writes its edges into, for a server built with AFL++.
+    map: Option<Arc<Map>>,
 }
 
 impl Running {
-    pub(super) fn start(server: &Server) -> Result<Running, FuzzError> {
+    /// Starts it, writing its coverage into `map` where there is one.
+    pub(super) fn start(server: &Server, map: Option<Arc<Map>>) -> Result<Running, FuzzError> {
         let mut r = Running {
             server: server.clone(),
             process: None,
@@ -65,6 +70,7 @@ impl Running {
             restarts: 0,
             starts: 0,
             starting: Duration::ZERO,
+            map,
         };
         r.launch(true)?;
         Ok(r)
@@ -92,7 +98,14 @@ impl Running {
                 .map_err(|e| FuzzError::Server(format!("nothing answers at {}: {e}", self.addr)));
         };
         let port = target::free_port().map_err(|e| FuzzError::Server(e.to_string()))?;
-        let mut p = Process::spawn(command, port)
+        // AFL++'s runtime attaches the map it finds in __AFL_SHM_ID at start.
+        let env: Vec<(&str, String)> = self.map.as_ref().map_or_else(Vec::new, |m| {
+            vec![
+                ("__AFL_SHM_ID", m.id().to_string()),
+                ("AFL_MAP_SIZE", m.len().to_string()),
+            ]
+        });
+        let mut p = Process::spawn_with(command, target::cmd_addr(port), false, &env)
             .map_err(|e| FuzzError::Server(format!("cannot start `{command}`: {e}")))?;
         let started = Instant::now();
         while !target::listening(port) {
@@ -124,6 +137,11 @@ impl Running {
     /// Where it listens now.
     pub(super) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Its coverage map, if it has one.
+    pub(super) fn map(&self) -> Option<&Arc<Map>> {
+        self.map.as_ref()
     }
 
     /// How it exited, if it did (`None` while it runs, and always for a server at an address,

@@ -54,6 +54,22 @@ pub(super) struct FuzzArgs {
     /// Time spent shrinking a failure before its reproducer is written.
     #[arg(long, value_name = "DUR", default_value = "20s", value_parser = parse_duration)]
     minimize_for: Duration,
+    /// Guide the inputs by the server's coverage: `afl`, for a server built with AFL++
+    /// (afl-clang-fast, afl-gcc-fast, `cargo afl build`); inputs that reach new edges join a
+    /// queue that later inputs draw from. Needs --cmd.
+    #[arg(long, value_enum, value_name = "KIND")]
+    coverage: Option<CoverageArg>,
+    /// Tokens to write into the inputs, in AFL's dictionary format (`name="value"` per line,
+    /// `\xNN` escapes): keywords, magic values, what `AFL_LLVM_DICT2FILE` collects at build.
+    #[arg(long, value_name = "FILE")]
+    dict: Option<PathBuf>,
+}
+
+/// `--coverage`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CoverageArg {
+    /// AFL++'s shared-memory edge map (`__AFL_SHM_ID`).
+    Afl,
 }
 
 fn parse_expect(s: &str) -> Result<Expect, String> {
@@ -127,6 +143,19 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INVALID));
     }
     seeds.dedup();
+    let dict = match &args.dict {
+        None => Vec::new(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| fuzz::mutate::parse_dict(&t))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+        },
+    };
     if seeds.is_empty() {
         eprintln!("note: no seeds given: starting from built-in probes (a text line, an HTTP request, a redis PING)");
         seeds = Seeds::probes();
@@ -156,6 +185,8 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
             .jobs
             .map_or_else(|| 4 * sockharness::suite::default_jobs(), usize::from),
         minimize_for: args.minimize_for,
+        coverage: args.coverage.map(|CoverageArg::Afl| fuzz::Coverage::Afl),
+        dict,
     };
     eprintln!(
         "fuzz: {} seed scenario(s), {} request stream(s), seed {seed}, for {}{}",
@@ -182,7 +213,9 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
     }
     let report = match report {
         Ok(r) => r,
-        Err(e @ fuzz::FuzzError::Seed(_)) | Err(e @ fuzz::FuzzError::NoSeeds) => {
+        Err(e @ fuzz::FuzzError::Seed(_))
+        | Err(e @ fuzz::FuzzError::NoSeeds)
+        | Err(e @ fuzz::FuzzError::Coverage(_)) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_INVALID));
         }
@@ -201,7 +234,7 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
     // The first notes say what kind of trouble there was; a hundred more of it say nothing new.
     const NOTES: usize = 8;
     for n in report.notes.iter().take(NOTES) {
-        say!("note: {n}");
+        say!("note: {}", clip(n));
     }
     if report.notes.len() > NOTES {
         say!(
@@ -256,6 +289,14 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         say!("  run it: sockharness run {}", f.reproducer.display());
     }
     let secs = report.elapsed.as_secs_f64().max(1e-3);
+    if let Some(c) = &report.coverage {
+        say!(
+            "coverage: {} of {} edges, {} queue entries beyond the seeds",
+            c.edges,
+            c.map,
+            c.queue
+        );
+    }
     say!(
         "{} inputs in {secs:.1}s ({:.0}/s), {} failure{}, {} server restart{} after it died",
         report.inputs,
@@ -282,12 +323,24 @@ fn progress_line(p: &Progress) -> String {
         Phase::Confirming => ", replaying a failure alone",
         Phase::Minimizing => ", minimising a failure",
     };
+    let coverage = p.coverage.map_or(String::new(), |c| {
+        format!(", {} edges, queue {}", c.edges, c.queue)
+    });
     format!(
-        "fuzz: {} inputs, {:.0}/s, {} failures, {} restarts after the server died, {:.0}s{phase}",
+        "fuzz: {} inputs, {:.0}/s{coverage}, {} failures, {} restarts after the server died, {:.0}s{phase}",
         p.inputs,
         p.inputs as f64 / secs,
         p.failures,
         p.restarts,
         secs
     )
+}
+
+/// A note cut to a few lines' worth: one about a case with a long request quotes all of it.
+fn clip(note: &str) -> String {
+    const MAX: usize = 400;
+    match note.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}... ({} bytes in all)", &note[..at], note.len()),
+        None => note.to_string(),
+    }
 }

@@ -139,10 +139,26 @@ pub(super) fn apply(seed: &Scenario, edits: &[Edit], settle: Option<Duration>) -
             Edit::HalfClose { step } => {
                 if let Some(Statement::Send { socket, .. }) = steps.get(*step).map(|s| &s.statement)
                 {
-                    after[*step].push(statement(Statement::Shutdown {
+                    let socket = socket.clone();
+                    // A server that had closed (or reset) already has nothing left to answer.
+                    let mut shut = statement(Statement::Shutdown {
                         socket: socket.clone(),
                         how: ShutdownHow::Write,
-                    }));
+                    });
+                    shut.expect = Some(ok_or(&["ENOTCONN", "ECONNRESET", "EPIPE"]));
+                    after[*step].push(shut);
+                    // Once the client has said it is done, the server may close too where it
+                    // would have kept the connection open: "nothing more" then reads EOF.
+                    for later in &mut steps[*step + 1..] {
+                        let reads_it = matches!(&later.statement, Statement::Recv { socket: s, .. } if *s == socket);
+                        if let (true, Some(e)) = (reads_it, &mut later.expect) {
+                            if let Some(Expected::Errors(errs)) = &e.result {
+                                if errs.iter().any(|x| x == "EAGAIN") {
+                                    e.result = Some(Expected::EofOr(errs.clone()));
+                                }
+                            }
+                        }
+                    }
                 }
             }
             Edit::Intruder(i) => {

@@ -114,6 +114,9 @@ pub struct Intruder {
     pub rcvbuf: Option<u64>,
     /// True when the bytes are not a seed's own: the server's answer is unknown.
     pub mutated: bool,
+    /// Where its bytes were last changed: in a coverage-guided run, an intruder whose bytes
+    /// reached new code joins the queue, and its next mutations are made near that place.
+    pub focus: Option<usize>,
 }
 
 impl Edit {

@@ -73,11 +73,22 @@ impl Process {
     /// As [`Process::spawn`], for `addr`; with `on_host`, the calling thread is in a scenario's
     /// host, and the process is told so (see [`on_scenario_host`]).
     pub fn spawn_at(command: &str, addr: SocketAddr, on_host: bool) -> io::Result<Process> {
+        Self::spawn_with(command, addr, on_host, &[])
+    }
+
+    /// As [`Process::spawn_at`], with the variables of `extra` set too.
+    pub fn spawn_with(
+        command: &str,
+        addr: SocketAddr,
+        on_host: bool,
+        extra: &[(&str, String)],
+    ) -> io::Result<Process> {
         let port = addr.port().to_string();
         let script = command
             .replace("{port}", &port)
             .replace("{addr}", &addr.to_string());
         let mut env = vec![("PORT", port), ("ADDR", addr.to_string())];
+        env.extend(extra.iter().cloned());
         if let (true, Some(netns)) = (on_host, sweep::current_netns()) {
             env.push((HOST_NETNS_VAR, netns.to_string()));
         }
