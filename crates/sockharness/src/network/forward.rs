@@ -47,6 +47,8 @@ pub(crate) struct Links {
     pub(crate) waiting: usize,
     /// When the forwarder last read or sent a frame.
     pub(crate) last: Option<Instant>,
+    /// Frames read from each port so far, as of the forwarder's last turn.
+    pub(crate) read: Vec<u64>,
 }
 
 impl Links {
@@ -310,12 +312,15 @@ struct Run {
     order: u64,
     /// Whether a frame was read since the last turn.
     read_any: bool,
+    /// Frames read from each port.
+    read: Vec<u64>,
     recorder: Option<Recorder>,
 }
 
 impl Run {
     fn new(ports: Vec<Port>, links: Arc<Mutex<Links>>, tape: Option<Arc<Tape>>) -> Run {
         Run {
+            read: vec![0; ports.len()],
             ports,
             links,
             epoch: Instant::now(),
@@ -365,6 +370,7 @@ impl Run {
             {
                 let mut links = lock(&self.links);
                 links.waiting = self.queue.len() + self.held.len() + links.released.len();
+                links.read.clone_from(&self.read);
                 if sent || self.read_any {
                     links.last = Some(Instant::now());
                 }
@@ -416,6 +422,7 @@ impl Run {
                 unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
             let Ok(n) = usize::try_from(n) else { return };
             self.read_any = true;
+            self.read[from] += 1;
             self.arrived(from as u8, &buf[..n]);
         }
     }

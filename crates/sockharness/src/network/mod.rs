@@ -59,12 +59,18 @@ struct Host {
     rtnl: Rtnl,
     /// `eth0`'s index there.
     index: u32,
+    /// The index of the link's near end, in the scenario's namespace.
+    near: u32,
+    /// Frames the near end had received before the scenario began.
+    base: u64,
 }
 
 /// The hosts of a scenario and the forwarder between them; dropping it stops the forwarder and
 /// lets the namespaces go with their last socket.
 pub(crate) struct Network {
     hosts: Vec<Host>,
+    /// A netlink socket of the scenario's namespace, where the links' near ends are.
+    rtnl: Rtnl,
     /// The scenario's own namespace, where the thread comes back to.
     home: File,
     forwarder: Forwarder,
@@ -134,6 +140,8 @@ impl Network {
                 addr,
                 rtnl: host_rtnl,
                 index,
+                near: near_index,
+                base: 0,
             });
         }
         // The kernel brings a new link into service a moment after it is up (a work queue
@@ -159,12 +167,16 @@ impl Network {
                 std::thread::sleep(std::time::Duration::from_micros(200));
             }
         }
+        for host in &mut hosts {
+            host.base = rtnl.received(host.near)?;
+        }
         let tape = record.then(tape::Tape::new).transpose()?;
         let links = Arc::new(Mutex::new(Links::default()));
         let forwarder = Forwarder::start(ports, links, tape.clone())
             .map_err(context("starting the forwarder".into()))?;
         Ok(Network {
             hosts,
+            rtnl,
             home,
             forwarder,
             seed,
@@ -266,6 +278,19 @@ impl Network {
     pub(crate) fn activity(&self) -> (usize, Option<std::time::Instant>) {
         let links = self.forwarder.links();
         (links.waiting, links.last)
+    }
+
+    /// Frames the hosts sent that the forwarder has not read yet: handed to the near end, but
+    /// still on their way through the kernel, which gets to them late under load.
+    pub(crate) fn in_flight(&mut self) -> u64 {
+        let read = self.forwarder.links().read.clone();
+        let mut n = 0;
+        for (i, host) in self.hosts.iter().enumerate() {
+            if let Ok(got) = self.rtnl.received(host.near) {
+                n += got.saturating_sub(host.base + read.get(i).copied().unwrap_or(0));
+            }
+        }
+        n
     }
 
     /// Every direction joined so far, by host names, with what it did, in host order.

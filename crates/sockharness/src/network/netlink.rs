@@ -101,6 +101,26 @@ impl Rtnl {
         ))
     }
 
+    /// How many frames link `index` has received: for a veth end, what its peer sent, counted
+    /// as the peer hands them over (before the receiving side's packet handlers see them).
+    pub(super) fn received(&mut self, index: u32) -> io::Result<u64> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        for answer in self.request(RouteNetlinkMessage::GetLink(m), 0)? {
+            if let RouteNetlinkMessage::NewLink(l) = answer {
+                for a in &l.attributes {
+                    if let LinkAttribute::Stats64(s) = a {
+                        return Ok(s.rx_packets);
+                    }
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no statistics for link {index}"),
+        ))
+    }
+
     /// Whether link `name` is operationally up: carrier on both ends, and the kernel done
     /// attaching its queue (until then what is sent through it is dropped).
     pub(super) fn running(&mut self, name: &str) -> io::Result<bool> {

@@ -1,6 +1,8 @@
 //! A minimal HTTP/1.1 server: keep-alive, Content-Length bodies, pipelined requests answered in
 //! order. Every request gets `200 OK` with a body naming the method, path and body length.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -16,9 +18,13 @@ pub(super) async fn serve(mut stream: TcpStream) {
             let request = match request {
                 Ok(r) => r,
                 Err(status) => {
-                    let _ = stream
+                    if stream
                         .write_all(response(status, b"", false).as_slice())
-                        .await;
+                        .await
+                        .is_ok()
+                    {
+                        linger(stream).await;
+                    }
                     return;
                 }
             };
@@ -28,7 +34,7 @@ pub(super) async fn serve(mut stream: TcpStream) {
                 return;
             }
             if !request.keep_alive {
-                let _ = stream.shutdown().await;
+                linger(stream).await;
                 return;
             }
         }
@@ -37,6 +43,22 @@ pub(super) async fn serve(mut stream: TcpStream) {
             Ok(n) => pending.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// Closes the way a careful server does (nginx's lingering close): the answer is sent and the
+/// write side shut, then what the client still sends is read and dropped until it closes, for a
+/// while. Closing at once with unread bytes would reset the connection, and the reset may reach
+/// the client before it has read the answer, which is then lost.
+async fn linger(mut stream: TcpStream) {
+    const LINGER: Duration = Duration::from_secs(2);
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 struct Request {

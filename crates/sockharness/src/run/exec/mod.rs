@@ -50,6 +50,10 @@ const CLOSE_QUIET: Duration = Duration::from_micros(200);
 const CLOSE_POLL: Duration = Duration::from_micros(50);
 /// The longest the end of a scenario waits for one close to reach the other end.
 const CLOSE_SETTLE_MAX: Duration = Duration::from_millis(200);
+/// The same over links, where the wire has been seen quiet already and a close may never arrive
+/// (a partition): well below TCP's shortest retransmission timeout (200 ms), so that waiting
+/// for one close never lets an earlier one be sent again.
+const CLOSE_SETTLE_LINKED: Duration = Duration::from_millis(50);
 /// The moment given to the runtime to hear from the kernel before a background statement is
 /// judged pending.
 const SETTLE: Duration = Duration::from_millis(2);
@@ -268,12 +272,14 @@ impl<'a> Exec<'a> {
             drop(sock);
             // Over links, what the close sent (a FIN, the RSTs of a listener's queue) takes
             // its time to arrive: the next close waits for the wire to carry it.
+            let mut settle_max = CLOSE_SETTLE_MAX;
             if let Some(net) = &self.network {
                 let net = net.clone();
                 network::quiet(&net).await;
+                settle_max = CLOSE_SETTLE_LINKED;
             }
             if let Some(peer) = peer {
-                let deadline = Instant::now() + CLOSE_SETTLE_MAX;
+                let deadline = Instant::now() + settle_max;
                 while sock::state(&peer).is_ok_and(|s| s == "ESTABLISHED")
                     && Instant::now() < deadline
                 {

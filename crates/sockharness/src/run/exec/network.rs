@@ -194,19 +194,20 @@ fn no_network() -> Mismatch {
     }
 }
 
-/// Waits until the wire carries nothing: no frame waiting for its time, and none forwarded for
-/// [`CLOSE_QUIET`] (so the receiving kernel has had its moment to answer), at most
-/// [`CLOSE_SETTLE_MAX`].
+/// Waits until the wire carries nothing: no frame sent by a host and not yet read by the
+/// forwarder, none waiting for its time, and none forwarded for [`CLOSE_QUIET`] (so the
+/// receiving kernel has had its moment to answer), at most [`CLOSE_SETTLE_MAX`].
 pub(super) async fn quiet(net: &RefCell<crate::network::Network>) {
     let began = Instant::now();
     let deadline = began + CLOSE_SETTLE_MAX;
     loop {
         tokio::task::yield_now().await;
+        let in_flight = net.borrow_mut().in_flight();
         let (waiting, last) = net.borrow().activity();
         // The close's own frames reach the forwarder a moment after it: quiet counts from then.
         let idle =
             began.elapsed() >= CLOSE_QUIET && last.is_none_or(|t| t.elapsed() >= CLOSE_QUIET);
-        if (waiting == 0 && idle) || Instant::now() >= deadline {
+        if (in_flight == 0 && waiting == 0 && idle) || Instant::now() >= deadline {
             return;
         }
         std::thread::sleep(CLOSE_POLL);
