@@ -4,10 +4,12 @@
 # (comparisons split, its string constants collected as a dictionary), `sockharness fuzz
 # --coverage afl` must find the crash within the time, with a reproducer that fails under
 # `sockharness run`; the same run without coverage, with the same dictionary and time, must
-# not. A build without AFL++ must be refused with a clear error, not fuzzed blind.
+# not. The guided run also writes --stats (ProFuzzBench's CSV, which must hold its coverage)
+# and shares its queue through --sync-dir (which must hold its entries in AFL++'s layout). A
+# build without AFL++ must be refused with a clear error, not fuzzed blind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-limit=${SOCKHARNESS_COVERAGE_TIME:-120s}
+limit=${SOCKHARNESS_COVERAGE_TIME:-180s}
 if ! command -v afl-clang-fast >/dev/null; then
   echo "fuzz-coverage: afl-clang-fast is missing (Debian: apt-get install afl++)" >&2
   exit 1
@@ -36,8 +38,24 @@ run() { # name, then the fuzz flags; prints the summary, leaves the output in $n
   grep -E '^(coverage|[0-9]+ inputs)' "$name.out" | sed "s/^/  $name: /"
 }
 
-run guided --cmd "exec ./token-server {port}" --coverage afl --dict token.dict --time "$limit"
+run guided --cmd "exec ./token-server {port}" --coverage afl --dict token.dict --time "$limit" \
+  --stats guided.csv --sync-dir sync --sync-name guided
 guided=$code
+if ! head -n1 guided.csv | grep -qx 'time,subject,fuzzer,run,cov_type,cov' \
+  || ! grep -q '^[0-9]*,token-server,sockharness,1,b_abs,[1-9]' guided.csv; then
+  echo "fuzz-coverage: --stats did not write the run's coverage" >&2
+  head -n 20 guided.csv >&2
+  status=1
+else
+  echo "  stats: $(grep -c ',b_abs,' guided.csv) coverage rows, last $(grep ',b_abs,' guided.csv | tail -n1)"
+fi
+shared=$(find sync/guided/queue -name 'id:*' | wc -l)
+if [ "$shared" -eq 0 ]; then
+  echo "fuzz-coverage: --sync-dir holds none of the queue" >&2
+  status=1
+else
+  echo "  sync: $shared entries in sync/guided/queue"
+fi
 if [ "$guided" -ne 1 ] || ! grep -q '^FAIL crash' guided.out; then
   echo "fuzz-coverage: the guided run did not find the crash" >&2
   tail -n 20 guided.out guided.err >&2

@@ -601,3 +601,71 @@ fn coverage_of_a_server_without_instrumentation_is_refused_clearly() {
         "{err}"
     );
 }
+
+/// `--stats` writes the run's progress as CSV in ProFuzzBench's long format, a row per measure
+/// and second, ending with the run's totals; `--sync-dir` is refused without coverage, whose
+/// queue it shares.
+#[test]
+fn stats_are_written_as_profuzzbench_csv_and_sync_needs_coverage() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let csv = dir.path().join("stats.csv");
+    let out = fuzz(
+        &[
+            "--cmd",
+            &server("echo"),
+            "--seed-scenario",
+            &seed("echo"),
+            "--runs",
+            "400",
+            "--time",
+            "60s",
+            "--seed",
+            "5",
+            "--stats",
+            csv.to_str().expect("a UTF-8 path"),
+        ],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let rows = std::fs::read_to_string(&csv).expect("the stats file");
+    let mut lines = rows.lines();
+    assert_eq!(lines.next(), Some("time,subject,fuzzer,run,cov_type,cov"));
+    let inputs: Vec<u64> = rows
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 6, "{l}");
+            (f[4] == "inputs").then(|| {
+                assert_eq!(
+                    (f[1], f[2], f[3]),
+                    ("sockharness", "sockharness", "5"),
+                    "{l}"
+                );
+                f[5].parse().expect("a count")
+            })
+        })
+        .collect();
+    assert_eq!(inputs.last(), Some(&400), "{rows}");
+    assert!(inputs.windows(2).all(|w| w[0] <= w[1]), "{rows}");
+    assert!(
+        !rows.contains("b_abs"),
+        "a blind run has no coverage: {rows}"
+    );
+
+    let out = fuzz(
+        &[
+            "--cmd",
+            &server("echo"),
+            "--sync-dir",
+            dir.path().to_str().expect("a UTF-8 path"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--coverage"),
+        "{}",
+        text(&out.stderr)
+    );
+}

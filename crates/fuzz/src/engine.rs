@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sockharness::run::{self};
 use sockharness::script::TargetSource;
 
-use super::case::{Case, Edit, CASE_TIMEOUT};
+use super::case::{Case, Edit, Intruder, Leave, CASE_TIMEOUT};
 use super::coverage;
 use super::fuzzer::{
     lock, Config, Coverage, Expect, Fuzzer, Phase, Progress, Report, Verdict, SETTLE,
@@ -20,6 +20,7 @@ use super::prepare::prepare;
 use super::queue::Queue;
 use super::reproduce::{conclude, conclude_leak, describe};
 use super::server::{Running, Server};
+use super::sync::Sync;
 use super::FuzzError;
 
 /// Fuzzes the server as `cfg` says; `progress` hears how it goes about twice a second.
@@ -137,6 +138,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
     let streams: Vec<Vec<u8>> = given.streams.iter().map(|s| s.bytes.clone()).collect();
     // Words to write into the bytes: the dictionary's, then the seeds', then the answers'.
     let mut tokens = cfg.dict.clone();
+    let dict = tokens.len();
     for s in &streams {
         mutate::words(s, &mut tokens, MAX_TOKENS);
     }
@@ -158,6 +160,14 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         }
         fz.queue = Some(Queue::new(streams.clone(), len));
     }
+    let mut sync =
+        match (&cfg.sync, &fz.queue) {
+            (Some(to), Some(_)) => Some(Sync::new(to.clone()).map_err(|e| {
+                FuzzError::Sync(format!("{}: {e}", to.dir.join(&to.name).display()))
+            })?),
+            _ => None,
+        };
+    let mut last_sync = Instant::now();
     // The server's descriptors when idle, once the seed checks' connections are closed.
     std::thread::sleep(Duration::from_millis(200));
     let idle = fz.fds();
@@ -200,9 +210,20 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                             mutate::generate(cfg.seed, i, &fz.seeds, shapes, corpus, echo)
                         };
                         let case = match &fz.queue {
-                            Some(q) => q.with_corpus(tokens, generate),
+                            // Another run's entries first, then every other input a step
+                            // of a sweep, the rest made from the queue.
+                            Some(q) => match q.take_offered().map(|d| (d, None)).or_else(|| {
+                                (i % 2 == 0)
+                                    .then(|| q.take_swept())
+                                    .flatten()
+                                    .map(|(d, at)| (d, Some(at)))
+                            }) {
+                                Some((data, focus)) => as_is(data, focus, shapes),
+                                None => q.with_corpus(tokens, dict, generate),
+                            },
                             None => generate(mutate::Corpus {
                                 tokens,
+                                dict,
                                 ..mutate::Corpus::plain(streams)
                             }),
                         };
@@ -261,6 +282,12 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                         }
                     }
                     progress(&fz.progress(&report, started, report.inputs, Phase::Fuzzing));
+                    if let (Some(s), Some(q)) = (&mut sync, &fz.queue) {
+                        if last_sync.elapsed() >= SYNC_EVERY {
+                            last_sync = Instant::now();
+                            share(s, q, &mut report);
+                        }
+                    }
                 }
             }
         });
@@ -423,6 +450,14 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 .push(format!("cannot write the queue to {}: {e}", dir.display()));
         }
     }
+    if let (Some(s), Some(q)) = (&mut sync, &fz.queue) {
+        if let Err(e) = s.export(q) {
+            report.notes.push(format!(
+                "cannot write the queue to {}: {e}",
+                s.queue_dir().display()
+            ));
+        }
+    }
     fz.lock().stop();
     for s in &fz.pool {
         lock(s).stop();
@@ -445,6 +480,41 @@ fn writable(out: &std::path::Path) -> Result<(), FuzzError> {
 
 /// Tokens taken from seeds and answers at most (the dictionary's are all kept).
 const MAX_TOKENS: usize = 512;
+
+/// How often a run with `--sync-dir` writes its new queue entries and takes in the others'.
+const SYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// Writes the queue's new entries to the sync directory and offers the other runs' new ones;
+/// a failure is noted once, and the run goes on.
+fn share(s: &mut Sync, q: &Queue, report: &mut Report) {
+    let shared = s.export(q).and_then(|_| s.import());
+    match shared {
+        Ok(streams) => q.offer(streams),
+        Err(e) => {
+            let note = format!("sharing the queue in {}: {e}", s.queue_dir().display());
+            if !report.notes.contains(&note) {
+                report.notes.push(note);
+            }
+        }
+    }
+}
+
+/// A case that sends a stream as it is (from another run's queue, or a step of a sweep) beside
+/// the first seed still fuzzed: what it reaches decides whether it joins the queue.
+fn as_is(data: Vec<u8>, focus: Option<usize>, shapes: &[Shape]) -> Case {
+    Case {
+        seed: shapes.iter().position(|s| s.weight > 0.0).unwrap_or(0),
+        edits: vec![Edit::Intruder(Intruder {
+            data,
+            chunk: None,
+            leave: Leave::Close,
+            echo: false,
+            rcvbuf: None,
+            mutated: true,
+            focus,
+        })],
+    }
+}
 
 /// Inputs that ran just before a failure, replayed alone as its possible cause.
 const SUSPECTS: usize = 8;

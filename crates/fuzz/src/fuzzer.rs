@@ -58,6 +58,8 @@ pub struct Config {
     /// Tokens the server may compare its input with (`--dict`, AFL's format): mutations write
     /// them into the bytes, with words from the seeds and the server's answers.
     pub dict: Vec<Vec<u8>>,
+    /// Where a guided run shares its queue with other runs (`--sync-dir`).
+    pub sync: Option<super::sync::SyncDir>,
 }
 
 /// A progress report, sent about twice a second.

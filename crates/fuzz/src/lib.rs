@@ -31,7 +31,9 @@ mod reproduce;
 pub mod rig;
 pub mod seed;
 mod server;
+pub mod stats;
 pub mod strategy;
+pub mod sync;
 
 pub use engine::fuzz;
 pub use fuzzer::{Config, Coverage, Expect, Found, Phase, Progress, Report};
@@ -82,6 +84,9 @@ pub enum FuzzError {
     /// The server cannot give the coverage asked for.
     #[error(transparent)]
     Coverage(#[from] coverage::CoverageError),
+    /// The sync directory (`--sync-dir`) cannot be used.
+    #[error("sync directory {0}")]
+    Sync(String),
     /// The run was interrupted before anything was fuzzed.
     #[error("interrupted before anything was fuzzed")]
     Interrupted,

@@ -139,9 +139,15 @@ pub struct Corpus<'a> {
     /// the time and the others another quarter. With fresh streams (a coverage-guided run),
     /// every case has an intruder: its bytes are what the coverage is of.
     pub fresh: usize,
+    /// Where the favoured streams are: the fewest, shortest, that between them reach every edge
+    /// reached so far. Most picks that are not of fresh streams are of these.
+    pub favoured: &'a [usize],
     /// Words the server may compare its input with: from `--dict`, the seeds and the server's
     /// answers. Mutations write them into the bytes.
     pub tokens: &'a [Vec<u8>],
+    /// How many of `tokens`, from the first, came from `--dict`: what the user or the
+    /// compiler knows the server compares. Half of the tokens written are of these.
+    pub dict: usize,
 }
 
 impl<'a> Corpus<'a> {
@@ -151,7 +157,9 @@ impl<'a> Corpus<'a> {
             streams,
             focus: &[],
             fresh: 0,
+            favoured: &[],
             tokens: &[],
+            dict: 0,
         }
     }
 
@@ -163,11 +171,14 @@ impl<'a> Corpus<'a> {
         }
         // The newest a quarter of the time and the other fresh ones another quarter: what just
         // reached new code is where more is likely to be found next, as AFL spends its effort
-        // on a new queue entry first.
+        // on a new queue entry first. The rest mostly go to the favoured streams, which reach
+        // all that the others do, with fewer bytes to spend mutations on.
         let fresh = self.fresh.min(n);
-        let i = match rng.random_range(0..4) {
+        let favoured = self.favoured.iter().filter(|i| **i < n).count();
+        let i = match rng.random_range(0..5) {
             0 if fresh > 0 => n - 1,
             1 if fresh > 0 => rng.random_range(n - fresh..n),
+            2 | 3 if favoured > 0 => self.favoured[rng.random_range(0..favoured)],
             _ => rng.random_range(0..n),
         };
         Some((
@@ -407,6 +418,36 @@ const TOKENS: [&[u8]; 12] = [
     b":",
 ];
 
+/// Where the decimal numbers in `data` are: each run of digits, from its first byte to past
+/// its last.
+pub fn digit_runs(data: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        if data[i].is_ascii_digit() {
+            let start = i;
+            while i < data.len() && data[i].is_ascii_digit() {
+                i += 1;
+            }
+            runs.push((start, i));
+        } else {
+            i += 1;
+        }
+    }
+    runs
+}
+
+/// `n` with byte `k` (from the lowest) of its magnitude set to `byte`, its sign kept.
+pub fn with_byte(n: i128, k: u32, byte: u8) -> i128 {
+    let shift = 8 * k;
+    let magnitude = (n.abs() & !(0xff << shift)) | (i128::from(byte) << shift);
+    if n < 0 {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
 /// One payload mutation of `data`, in place: bit flips, a byte set (to any value, or to one of
 /// the digits and letters text protocols compare), a decimal number changed, truncation,
 /// insertion (random bytes, a token, a repeated slice, a long run), or splicing with another
@@ -429,7 +470,13 @@ pub fn mutate(
     match rng.random_range(0..11) {
         8 | 10 => return number(rng, data, focus),
         9 if !corpus.tokens.is_empty() => {
-            let token = &corpus.tokens[rng.random_range(0..corpus.tokens.len())];
+            let dict = corpus.dict.min(corpus.tokens.len());
+            let from = if dict > 0 && rng.random_bool(0.5) {
+                0..dict
+            } else {
+                0..corpus.tokens.len()
+            };
+            let token = &corpus.tokens[rng.random_range(from)];
             let mut i = at(rng, data.len() + 1).min(data.len());
             let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
             let end = match rng.random_range(0..3) {
@@ -515,27 +562,32 @@ pub fn mutate(
 /// branches on a number it parsed is reached this way, where byte flips would seldom keep the
 /// text a number.
 fn number(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, focus: Option<usize>) -> Option<usize> {
-    let runs: Vec<(usize, usize)> = {
-        let mut runs = Vec::new();
-        let mut i = 0;
-        while i < data.len() {
-            if data[i].is_ascii_digit() {
-                let start = i;
-                while i < data.len() && data[i].is_ascii_digit() {
-                    i += 1;
-                }
-                runs.push((start, i));
-            } else {
-                i += 1;
-            }
-        }
-        runs
-    };
+    let runs = digit_runs(data);
     let near = focus.and_then(|f| runs.iter().find(|(s, e)| *s <= f + 1 && f <= *e));
     let focused = near.is_some() && rng.random_bool(0.75);
     let (start, end) = match near {
         Some(r) if focused => *r,
-        _ if runs.is_empty() => return None,
+        // A number where there was none, in place of the word at the focus (or anywhere): an
+        // argument a command parses as a number may hold anything but digits when its
+        // command was first reached.
+        _ if runs.is_empty() || rng.random_bool(0.25) => {
+            if data.is_empty() {
+                return None;
+            }
+            let gap = |b: &u8| b.is_ascii_whitespace();
+            let mut start = match focus {
+                Some(f) if rng.random_bool(0.5) => f.min(data.len() - 1),
+                _ => rng.random_range(0..data.len()),
+            };
+            while start > 0 && !gap(&data[start - 1]) {
+                start -= 1;
+            }
+            let mut end = start;
+            while end < data.len() && !gap(&data[end]) {
+                end += 1;
+            }
+            (start, end)
+        }
         _ => runs[rng.random_range(0..runs.len())],
     };
     let old: i128 = std::str::from_utf8(&data[start..end])
@@ -561,7 +613,13 @@ fn number(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, focus: Option<usize>) -> Opt
     let near_weight = if focused { 5 } else { 3 };
     let new = match rng.random_range(0..10) {
         0..2 => SPECIAL[rng.random_range(0..SPECIAL.len())],
-        r if r < 2 + near_weight => {
+        2..4 => {
+            // One byte of the value set at random, as a byte flip does to a binary integer: a
+            // server that compares the parsed number byte by byte (split comparisons) is
+            // matched one byte at a time, the high ones first, which steps seldom reach.
+            with_byte(old, rng.random_range(0..4u32), rng.random())
+        }
+        r if r < 4 + near_weight => {
             // Mostly small steps, as AFL's arithmetic makes, sometimes up to a byte's range.
             let most = if rng.random_bool(0.5) { 16 } else { 256 };
             let step = rng.random_range(1..=most);
@@ -585,6 +643,35 @@ fn number(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, focus: Option<usize>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value of the first number in `data`.
+    fn first_number(data: &[u8]) -> Option<i128> {
+        let text = String::from_utf8_lossy(data);
+        let digits: String = text
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    }
+
+    #[test]
+    fn a_number_compared_byte_by_byte_is_matched_a_byte_at_a_time() {
+        // `n == 4242` split into byte comparisons: first n's second byte must be 0x10
+        // (4096..=4351), then from there the low byte must be 0x92.
+        let reaches = |from: &[u8], ok: &dyn Fn(i128) -> bool| {
+            (0..2000).any(|i| {
+                let mut rng = rng_for(11, i);
+                let mut d = from.to_vec();
+                number(&mut rng, &mut d, Some(4));
+                first_number(&d).is_some_and(ok)
+            })
+        };
+        assert!(reaches(b"SET 7\n", &|n| n >> 8 == 0x10));
+        assert!(reaches(b"SET 4100\n", &|n| n == 4242));
+        // Where the argument is no number yet, one is written in its place.
+        assert!(reaches(b"SET \"x\n", &|n| n >> 8 == 0x10));
+    }
 
     #[test]
     fn mutations_change_the_bytes_and_stay_bounded() {
@@ -722,7 +809,9 @@ mod tests {
             streams: &streams,
             focus: &[None, Some(4)],
             fresh: 1,
+            favoured: &[0],
             tokens: &tokens,
+            dict: 1,
         };
         for i in 0..2000 {
             let case = generate(11, i, &seeds, &shapes, corpus, i % 2 == 0);

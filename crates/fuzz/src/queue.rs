@@ -4,17 +4,38 @@
 //! than the rest (as AFL favours fresh queue entries), and mutate them near the place whose
 //! change reached them.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, RwLock};
 
 use super::case::{Case, Edit};
 use super::coverage::{Novelty, Virgin};
-use super::mutate::Corpus;
+use super::mutate::{self, Corpus};
 
 /// Entries counted as fresh: the newest that reached new edges, which half of the picks go to.
 pub const FRESH: usize = 16;
 /// The longest stream that can be fresh: in a long one a mutation seldom lands where it
 /// matters, and a server's line or header limits make new edges of mere length.
 pub const FRESH_LEN: usize = 1024;
+
+/// Numbers swept in each new entry that reached new edges: those nearest where it changed.
+pub const SWEEP_NUMBERS: usize = 3;
+/// Sweeps waiting at most: the newest, as the queue grows faster than they are made.
+pub const MAX_SWEEPS: usize = 16;
+
+/// A number in a new entry, tried with each of its bytes (the four low ones at least) set to
+/// each value in turn: a
+/// server that compares a parsed number with a constant byte by byte (split comparisons)
+/// reaches new code as each byte matches, high bytes first, and a sweep finds every such
+/// byte in at most 256 tries where random changes take thousands.
+struct Sweep {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+    value: i128,
+    /// 256 for each byte swept.
+    steps: u32,
+    next: u32,
+}
 
 /// Coverage so far, for progress lines and the summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,6 +53,9 @@ pub struct Queue {
     virgin: Mutex<Virgin>,
     entries: RwLock<Entries>,
     map: usize,
+    offered: Mutex<VecDeque<Vec<u8>>>,
+    /// Newest last, and swept first.
+    sweeps: Mutex<Vec<Sweep>>,
 }
 
 /// The streams to draw from: the seeds' first, then the queue's, oldest first, with those
@@ -44,6 +68,48 @@ struct Entries {
     given: usize,
     /// How many of the last reached new edges (at most [`FRESH`] are counted).
     fresh: usize,
+    /// Each stream's number, which stays as others are inserted before it.
+    ids: Vec<u64>,
+    /// For every edge an entry reached, the shortest entry that reaches it (length, number).
+    top: BTreeMap<u32, (usize, u64)>,
+    /// The edges each entry reached, by number.
+    traces: HashMap<u64, Vec<u32>>,
+    /// Where the favoured entries are: the seeds', and the fewest shortest others that between
+    /// them reach every edge the queue reached, as AFL culls its queue.
+    favoured: Vec<usize>,
+}
+
+impl Entries {
+    /// Adds `data` at `at`, reaching the edges `trace`, and culls the queue again.
+    fn add(&mut self, at: usize, data: Vec<u8>, focus: Option<usize>, trace: Vec<u32>) {
+        let id = (self.ids.len() - self.given) as u64;
+        for &edge in &trace {
+            if self.top.get(&edge).is_none_or(|(len, _)| data.len() < *len) {
+                self.top.insert(edge, (data.len(), id));
+            }
+        }
+        self.traces.insert(id, trace);
+        self.streams.insert(at, data);
+        self.focus.insert(at, focus);
+        self.ids.insert(at, id);
+        let mut covered = BTreeSet::new();
+        let mut chosen = BTreeSet::new();
+        for (edge, (_, id)) in &self.top {
+            if covered.contains(edge) {
+                continue;
+            }
+            chosen.insert(*id);
+            covered.extend(self.traces[id].iter().copied());
+        }
+        // An entry no edge is best reached by any more needs its trace no longer.
+        let tops: BTreeSet<u64> = self.top.values().map(|(_, id)| *id).collect();
+        self.traces.retain(|id, _| tops.contains(id));
+        // The seeds' streams stay favoured: they are what the user says the protocol is.
+        let given = self.given;
+        self.favoured = (0..self.ids.len())
+            .filter(|i| *i < given || chosen.contains(&self.ids[*i]))
+            .collect();
+    }
 }
 
 impl Queue {
@@ -54,21 +120,33 @@ impl Queue {
             entries: RwLock::new(Entries {
                 given: streams.len(),
                 focus: vec![None; streams.len()],
+                // Numbers from the top down for the seeds', so that entries count up from 0.
+                ids: (0..streams.len() as u64).map(|i| u64::MAX - i).collect(),
+                favoured: (0..streams.len()).collect(),
                 streams,
-                fresh: 0,
+                ..Entries::default()
             }),
             map,
+            offered: Mutex::new(VecDeque::new()),
+            sweeps: Mutex::new(Vec::new()),
         }
     }
 
-    /// Runs `f` with the streams to draw from, and `tokens`.
-    pub fn with_corpus<T>(&self, tokens: &[Vec<u8>], f: impl FnOnce(Corpus<'_>) -> T) -> T {
+    /// Runs `f` with the streams to draw from, and `tokens` (the first `dict` from `--dict`).
+    pub fn with_corpus<T>(
+        &self,
+        tokens: &[Vec<u8>],
+        dict: usize,
+        f: impl FnOnce(Corpus<'_>) -> T,
+    ) -> T {
         let e = self.entries.read().unwrap_or_else(|e| e.into_inner());
         f(Corpus {
             streams: &e.streams,
             focus: &e.focus,
             fresh: e.fresh,
+            favoured: &e.favoured,
             tokens,
+            dict,
         })
     }
 
@@ -83,6 +161,11 @@ impl Queue {
         if novelty == Novelty::None {
             return novelty;
         }
+        let trace: Vec<u32> = (0u32..)
+            .zip(counts)
+            .filter(|(_, c)| **c != 0)
+            .map(|(i, _)| i)
+            .collect();
         let mut e = self.entries.write().unwrap_or_else(|e| e.into_inner());
         for edit in &case.edits {
             let Edit::Intruder(i) = edit else { continue };
@@ -90,14 +173,14 @@ impl Queue {
                 continue;
             }
             if novelty == Novelty::Edges && i.data.len() <= FRESH_LEN {
-                e.streams.push(i.data.clone());
-                e.focus.push(i.focus);
+                let at = e.streams.len();
+                e.add(at, i.data.clone(), i.focus, trace.clone());
                 e.fresh = (e.fresh + 1).min(FRESH);
+                self.sweep(&i.data, i.focus);
             } else {
                 // Kept, but behind the fresh ones, which stay last.
                 let at = e.streams.len() - e.fresh;
-                e.streams.insert(at, i.data.clone());
-                e.focus.insert(at, i.focus);
+                e.add(at, i.data.clone(), i.focus, trace.clone());
             }
         }
         novelty
@@ -107,12 +190,116 @@ impl Queue {
     /// AFL++ names its queue (`id:000000`), so that they can seed another run or another
     /// fuzzer.
     pub fn save(&self, dir: &std::path::Path) -> std::io::Result<usize> {
+        self.save_new(dir, &mut HashSet::new())
+    }
+
+    /// Writes to `dir` the queue's own entries whose numbers are not in `written` yet, and
+    /// adds them there; how many.
+    pub fn save_new(
+        &self,
+        dir: &std::path::Path,
+        written: &mut HashSet<u64>,
+    ) -> std::io::Result<usize> {
         let e = self.entries.read().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(dir)?;
-        for (i, bytes) in e.streams[e.given..].iter().enumerate() {
-            std::fs::write(dir.join(format!("id:{i:06}")), bytes)?;
+        let mut n = 0;
+        for (id, bytes) in e.ids.iter().zip(&e.streams).skip(e.given) {
+            if written.contains(id) {
+                continue;
+            }
+            // Written whole under another name first, so that a run reading the directory
+            // never takes in half an entry.
+            let name = format!("id:{id:06}");
+            let part = dir.join(format!(".{name}"));
+            std::fs::write(&part, bytes)?;
+            std::fs::rename(&part, dir.join(name))?;
+            written.insert(*id);
+            n += 1;
         }
-        Ok(e.streams.len() - e.given)
+        Ok(n)
+    }
+
+    /// Plans sweeps of the numbers in `data` nearest `focus` (or its first ones).
+    fn sweep(&self, data: &[u8], focus: Option<usize>) {
+        let mut runs = mutate::digit_runs(data);
+        // Numbers a server would parse: whole words (not the digits of `k3y` or `7e`) of up
+        // to 18 digits (longer ones do not fit a machine word).
+        let letter = |i: usize| data.get(i).is_some_and(|b| b.is_ascii_alphabetic());
+        runs.retain(|(s, e)| e - s <= 18 && !letter(*e) && !s.checked_sub(1).is_some_and(letter));
+        let focus = focus.unwrap_or(0);
+        runs.sort_by_key(|(s, e)| {
+            if focus < *s {
+                s - focus
+            } else {
+                focus.saturating_sub(*e)
+            }
+        });
+        let mut sweeps = self.sweeps.lock().unwrap_or_else(|e| e.into_inner());
+        for (start, end) in runs.into_iter().take(SWEEP_NUMBERS).rev() {
+            let Some(value): Option<i128> = std::str::from_utf8(&data[start..end])
+                .ok()
+                .and_then(|t| t.parse().ok())
+            else {
+                continue;
+            };
+            // Every byte up to the highest that is set, and the four low ones: a 64-bit
+            // comparison with a small constant needs the high bytes cleared first.
+            let bytes = (0..16u32)
+                .rev()
+                .find(|k| value.abs() >> (8 * k) != 0)
+                .unwrap_or(0);
+            sweeps.push(Sweep {
+                data: data.to_vec(),
+                start,
+                end,
+                value,
+                steps: 256 * (bytes + 1).max(4),
+                next: 0,
+            });
+        }
+        // The newest are swept first; those left far behind were superseded by what came
+        // after them.
+        let over = sweeps.len().saturating_sub(MAX_SWEEPS);
+        sweeps.drain(..over);
+    }
+
+    /// The next stream of the newest sweep, and where its number is; `None` when none is
+    /// left.
+    pub fn take_swept(&self) -> Option<(Vec<u8>, usize)> {
+        let mut sweeps = self.sweeps.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let s = sweeps.last_mut()?;
+            if s.next >= s.steps {
+                sweeps.pop();
+                continue;
+            }
+            let (k, byte) = (s.next / 256, (s.next % 256) as u8);
+            s.next += 1;
+            let value = mutate::with_byte(s.value, k, byte);
+            if value == s.value {
+                continue;
+            }
+            let text = value.to_string();
+            let mut data = s.data.clone();
+            data.splice(s.start..s.end, text.bytes());
+            return Some((data, s.start + text.len() - 1));
+        }
+    }
+
+    /// Streams from elsewhere (another run's queue) to be sent once each as they are.
+    pub fn offer(&self, streams: Vec<Vec<u8>>) {
+        self.offered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(streams);
+    }
+
+    /// The next stream offered, if any.
+    pub fn take_offered(&self) -> Option<Vec<u8>> {
+        self.offered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 
     /// Coverage so far.
@@ -151,13 +338,68 @@ mod tests {
     }
 
     #[test]
+    fn the_fewest_shortest_entries_that_reach_every_edge_are_favoured() {
+        let q = Queue::new(vec![b"seed".to_vec()], 4);
+        q.observe(&[1, 0, 0, 0], &with_intruder(b"long one"));
+        q.observe(&[1, 1, 0, 0], &with_intruder(b"longer one"));
+        q.observe(&[4, 0, 0, 0], &with_intruder(b"a"));
+        q.observe(&[0, 0, 1, 0], &with_intruder(b"third"));
+        q.observe(&[2, 0, 0, 0], &with_intruder(b"bb"));
+        q.with_corpus(&[], 0, |c| {
+            let favoured: Vec<&[u8]> = c.favoured.iter().map(|i| &c.streams[*i][..]).collect();
+            // The seed's, then "a", the shortest to reach edge 0, "longer one", alone to reach
+            // edge 1, and "third", edge 2; "long one" and "bb" add nothing the others do not.
+            assert_eq!(favoured, [&b"seed"[..], b"a", b"longer one", b"third"]);
+        });
+    }
+
+    #[test]
+    fn a_new_entry_has_its_numbers_swept_byte_by_byte() {
+        let q = Queue::new(Vec::new(), 4);
+        // The digits of a word are not a number to sweep.
+        q.observe(&[1, 0, 0, 0], &with_intruder(b"LOGIN k3y\nSET 7\n"));
+        let mut values = Vec::new();
+        while let Some((data, at)) = q.take_swept() {
+            assert!(data[at].is_ascii_digit());
+            let text = String::from_utf8(data).unwrap();
+            values.push(
+                text["LOGIN k3y\nSET ".len()..]
+                    .trim_end()
+                    .parse::<i64>()
+                    .unwrap(),
+            );
+        }
+        // Every value of each low byte but the one it has: 4 * 255 of them, among them the
+        // 4096..=4351 a server comparing with 4242 byte by byte first reaches new code with.
+        assert_eq!(values.len(), 4 * 255);
+        assert!(values.contains(&(0x10 * 256 + 7)));
+        assert!(values.contains(&0) && values.contains(&(255 << 24 | 7)));
+
+        // A number wider than four bytes has every byte swept, the high ones cleared too.
+        q.observe(&[0, 1, 0, 0], &with_intruder(b"SET 1526843906906\n"));
+        let mut n = 0;
+        let mut cleared = false;
+        while let Some((data, _)) = q.take_swept() {
+            n += 1;
+            let v: i64 = String::from_utf8(data).unwrap()[4..]
+                .trim_end()
+                .parse()
+                .unwrap();
+            // 0x163_7efd_1b5a: its highest byte, 0x01, cleared.
+            cleared |= v == 0x63_7efd_1b5a;
+        }
+        assert_eq!(n, 6 * 255);
+        assert!(cleared);
+    }
+
+    #[test]
     fn a_long_stream_is_kept_but_never_fresh() {
         let q = Queue::new(Vec::new(), 4);
         assert_eq!(
             q.observe(&[1, 0, 0, 0], &with_intruder(&[b'x'; FRESH_LEN + 1])),
             Novelty::Edges
         );
-        q.with_corpus(&[], |c| assert_eq!((c.streams.len(), c.fresh), (1, 0)));
+        q.with_corpus(&[], 0, |c| assert_eq!((c.streams.len(), c.fresh), (1, 0)));
     }
 
     #[test]
@@ -182,7 +424,7 @@ mod tests {
         };
         assert_eq!(q.observe(&[0, 1, 0, 0], &plain), Novelty::Edges);
         // C only found a new bucket: kept, but before A, the fresh one.
-        q.with_corpus(&[], |c| {
+        q.with_corpus(&[], 0, |c| {
             assert_eq!(
                 c.streams,
                 [b"HELLO\n".to_vec(), b"C".to_vec(), b"A".to_vec()]

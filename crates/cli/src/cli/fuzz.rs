@@ -63,6 +63,18 @@ pub(super) struct FuzzArgs {
     /// `\xNN` escapes): keywords, magic values, what `AFL_LLVM_DICT2FILE` collects at build.
     #[arg(long, value_name = "FILE")]
     dict: Option<PathBuf>,
+    /// Write coverage, queue, inputs and inputs/s once a second to FILE as CSV, in the columns
+    /// ProFuzzBench's scripts plot (`time,subject,fuzzer,run,cov_type,cov`).
+    #[arg(long, value_name = "FILE")]
+    stats: Option<PathBuf>,
+    /// Share the queue of a guided run with other runs, here or on other machines, or with
+    /// AFL++, in AFL++'s layout: this run's entries go to DIR/NAME/queue/, and those of every
+    /// DIR/*/queue/ are tried here. Needs --coverage.
+    #[arg(long, value_name = "DIR", requires = "coverage")]
+    sync_dir: Option<PathBuf>,
+    /// This run's name in --sync-dir (default: sockharness-SEED).
+    #[arg(long, value_name = "NAME", requires = "sync_dir")]
+    sync_name: Option<String>,
 }
 
 /// `--coverage`.
@@ -156,6 +168,12 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
             }
         },
     };
+    if let Some(name) = &args.sync_name {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            eprintln!("error: --sync-name {name:?}: a name for a directory, with no `/`, not starting with `.`");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    }
     if seeds.is_empty() {
         eprintln!("note: no seeds given: starting from built-in probes (a text line, an HTTP request, a redis PING)");
         seeds = Seeds::probes();
@@ -187,6 +205,12 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         minimize_for: args.minimize_for,
         coverage: args.coverage.map(|CoverageArg::Afl| fuzz::Coverage::Afl),
         dict,
+        sync: args.sync_dir.map(|dir| fuzz::sync::SyncDir {
+            dir,
+            name: args
+                .sync_name
+                .unwrap_or_else(|| format!("sockharness-{seed}")),
+        }),
     };
     eprintln!(
         "fuzz: {} seed scenario(s), {} request stream(s), seed {seed}, for {}{}",
@@ -196,9 +220,39 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         cfg.runs
             .map_or(String::new(), |r| format!(" or {r} inputs"))
     );
+    let mut stats = match &args.stats {
+        None => None,
+        Some(path) => {
+            match std::fs::File::create(path)
+                .and_then(|f| fuzz::stats::Stats::new(f, &subject(&cfg.server), seed))
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            }
+        }
+    };
+    let mut stats_lost = None;
+    let mut stats_row = |p: &Progress, last: bool| {
+        let Some(s) = &mut stats else { return };
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let written = if last {
+            s.finish(p, unix)
+        } else {
+            s.record(p, unix)
+        };
+        if let Err(e) = written {
+            stats_lost.get_or_insert(e);
+        }
+    };
     let tty = std::io::stderr().is_terminal();
     let mut last_line = std::time::Instant::now();
     let report = fuzz::fuzz(&cfg, |p| {
+        stats_row(p, false);
         let line = progress_line(p);
         if tty {
             eprint!("\r\x1b[2K{line}");
@@ -215,7 +269,8 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         Ok(r) => r,
         Err(e @ fuzz::FuzzError::Seed(_))
         | Err(e @ fuzz::FuzzError::NoSeeds)
-        | Err(e @ fuzz::FuzzError::Coverage(_)) => {
+        | Err(e @ fuzz::FuzzError::Coverage(_))
+        | Err(e @ fuzz::FuzzError::Sync(_)) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_INVALID));
         }
@@ -231,6 +286,23 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    stats_row(
+        &Progress {
+            inputs: report.inputs,
+            elapsed: report.elapsed,
+            failures: report.found.len(),
+            restarts: report.restarts,
+            phase: Phase::Fuzzing,
+            coverage: report.coverage,
+        },
+        true,
+    );
+    if let (Some(e), Some(path)) = (&stats_lost, &args.stats) {
+        eprintln!(
+            "warning: {}: stats not written in full: {e}",
+            path.display()
+        );
+    }
     // The first notes say what kind of trouble there was; a hundred more of it say nothing new.
     const NOTES: usize = 8;
     for n in report.notes.iter().take(NOTES) {
@@ -314,6 +386,19 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
     } else {
         EXIT_FAILED
     }))
+}
+
+/// The server's name for `--stats`: the program a command runs (past `exec` and variables),
+/// or the address.
+fn subject(server: &Server) -> String {
+    match server {
+        Server::Addr(a) => a.to_string(),
+        Server::Cmd(c) => c
+            .split_whitespace()
+            .find(|w| *w != "exec" && !w.contains('='))
+            .map(|w| w.rsplit('/').next().unwrap_or(w).to_string())
+            .unwrap_or_else(|| "server".into()),
+    }
 }
 
 fn progress_line(p: &Progress) -> String {
