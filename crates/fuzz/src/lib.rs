@@ -21,6 +21,7 @@ pub mod case;
 pub mod chaos;
 pub mod coverage;
 pub mod engine;
+pub mod from_capture;
 mod fuzzer;
 pub mod leak;
 mod minimize;

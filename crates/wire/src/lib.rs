@@ -6,6 +6,7 @@
 //! numbered as Wireshark numbers them ([`decode()`]); [`WireTrace`] answers wire expectations
 //! and renders as text or JSON; [`svg`] draws it as a ladder diagram.
 
+pub mod conversation;
 mod decode;
 mod lines;
 pub mod pcap;

@@ -17,6 +17,7 @@ macro_rules! say_raw {
 }
 
 mod artifacts;
+mod from_pcap;
 mod fuzz;
 mod output;
 mod signals;
@@ -72,6 +73,9 @@ enum Command {
     /// Fuzz a real server: vary how requests are cut, delayed, interleaved and cut off, mutate
     /// their bytes, and write a scenario that reproduces each failure.
     Fuzz(fuzz::FuzzArgs),
+    /// Make a seed scenario from a capture of a real client and server: each connection's
+    /// sends, and the server's answers as expectations.
+    ScenarioFromPcap(from_pcap::FromPcapArgs),
 }
 
 #[derive(clap::Args)]
@@ -227,6 +231,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Serve(args) => serve(args),
         Command::Proxy(args) => proxy(args),
         Command::Fuzz(args) => fuzz::fuzz(args),
+        Command::ScenarioFromPcap(args) => from_pcap::from_pcap(args),
     }
 }
 
