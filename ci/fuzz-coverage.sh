@@ -35,7 +35,8 @@ run() { # name, then the fuzz flags; prints the summary, leaves the output in $n
   code=$?
   set -e
   echo "$name: exit $code; $(grep -m1 '^FAIL' "$name.out" || echo 'nothing found')"
-  grep -E '^(coverage|[0-9]+ inputs)' "$name.out" | sed "s/^/  $name: /"
+  # A run refused before fuzzing has no summary: nothing to show is no failure.
+  grep -E '^(coverage|[0-9]+ inputs)' "$name.out" | sed "s/^/  $name: /" || true
 }
 
 run guided --cmd "exec ./token-server {port}" --coverage afl --dict token.dict --time "$limit" \
