@@ -500,7 +500,8 @@ fn share(s: &mut Sync, q: &Queue, report: &mut Report) {
 }
 
 /// A case that sends a stream as it is (from another run's queue, or a step of a sweep) beside
-/// the first seed still fuzzed: what it reaches decides whether it joins the queue.
+/// the clients of the first seed still fuzzed, unchanged: what it reaches decides whether it
+/// joins the queue.
 fn as_is(data: Vec<u8>, focus: Option<usize>, shapes: &[Shape]) -> Case {
     Case {
         seed: shapes.iter().position(|s| s.weight > 0.0).unwrap_or(0),

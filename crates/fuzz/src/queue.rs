@@ -23,10 +23,9 @@ pub const SWEEP_NUMBERS: usize = 3;
 pub const MAX_SWEEPS: usize = 16;
 
 /// A number in a new entry, tried with each of its bytes (the four low ones at least) set to
-/// each value in turn: a
-/// server that compares a parsed number with a constant byte by byte (split comparisons)
-/// reaches new code as each byte matches, high bytes first, and a sweep finds every such
-/// byte in at most 256 tries where random changes take thousands.
+/// each value in turn: a server that compares a parsed number with a constant byte by byte
+/// (split comparisons) reaches new code as each byte matches, high bytes first, and a sweep
+/// finds every such byte in at most 256 tries where random changes take thousands.
 struct Sweep {
     data: Vec<u8>,
     start: usize,
