@@ -209,8 +209,11 @@ fn a_held_packet_arrives_after_its_release() {
         .collect();
     assert_eq!(held.len(), 1, "{wire:?}");
     assert_eq!(held[0].payload, b"late");
+    // `ts` is when the forwarder read the frame, which may be a little after
+    // the sleep began; an unheld frame arrives within microseconds, so half
+    // the sleep tells the two apart on a loaded machine.
     let waited = held[0].arrived.expect("delivered") - held[0].ts;
-    assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    assert!(waited >= Duration::from_millis(50), "{waited:?}");
 }
 
 #[test]
