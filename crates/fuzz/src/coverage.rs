@@ -82,6 +82,23 @@ impl Map {
         unsafe { std::ptr::write_bytes(self.ptr, 0, self.len) };
     }
 
+    /// A copy of the counts once the server has stopped adding to them: the same in two reads
+    /// [`SETTLE_GAP`] apart (waiting [`SETTLE_MAX`] at most). A client's last bytes are often
+    /// still being handled when its scenario ends; read at once, their edges would be lost,
+    /// or counted to the next input.
+    pub fn read_settled(&self, into: &mut Vec<u8>, before: &mut Vec<u8>) {
+        let started = std::time::Instant::now();
+        self.read(into);
+        loop {
+            std::mem::swap(into, before);
+            std::thread::sleep(SETTLE_GAP);
+            self.read(into);
+            if into == before || started.elapsed() >= SETTLE_MAX {
+                return;
+            }
+        }
+    }
+
     /// A copy of the counts as they are now.
     pub fn read(&self, into: &mut Vec<u8>) {
         into.resize(self.len, 0);
@@ -97,6 +114,12 @@ impl Drop for Map {
         unsafe { libc::shmdt(self.ptr.cast()) };
     }
 }
+
+/// How long the counts must stay the same to be taken as settled.
+pub const SETTLE_GAP: std::time::Duration = std::time::Duration::from_micros(300);
+/// How long counts still changing are waited for: a server busy in the background (a timer,
+/// another client) never settles.
+pub const SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// AFL's bucket of a hit count: one bit each for 1, 2, 3, 4-7, 8-15, 16-31, 32-127 and 128
 /// or more hits, so that a loop running a few more times is news, and a few more of many is not.

@@ -158,7 +158,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             fz.pool
                 .push(Mutex::new(Running::start(&cfg.server, Some(map))?));
         }
-        fz.queue = Some(Queue::new(streams.clone(), len));
+        fz.queue = Some(Queue::new(streams.clone(), len, cfg.dict.clone()));
     }
     let mut sync =
         match (&cfg.sync, &fz.queue) {
@@ -196,7 +196,7 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                     let instance = fz.instance(w);
                     let source = TargetSource::At(lock(instance).addr());
                     let map = lock(instance).map().cloned();
-                    let mut counts = Vec::new();
+                    let (mut counts, mut settling) = (Vec::new(), Vec::new());
                     let mut before: Option<(u64, Case)> = None;
                     while !stop.load(Ordering::Relaxed)
                         && !super::interrupted()
@@ -209,23 +209,28 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                         let generate = |corpus: mutate::Corpus<'_>| {
                             mutate::generate(cfg.seed, i, &fz.seeds, shapes, corpus, echo)
                         };
-                        let case = match &fz.queue {
-                            // Another run's entries first, then every other input a step
-                            // of a sweep, the rest made from the queue.
-                            Some(q) => match q.take_offered().map(|d| (d, None)).or_else(|| {
-                                (i % 2 == 0)
-                                    .then(|| q.take_swept())
-                                    .flatten()
-                                    .map(|(d, at)| (d, Some(at)))
-                            }) {
-                                Some((data, focus)) => as_is(data, focus, shapes),
-                                None => q.with_corpus(tokens, dict, generate),
-                            },
-                            None => generate(mutate::Corpus {
-                                tokens,
-                                dict,
-                                ..mutate::Corpus::plain(streams)
-                            }),
+                        // Another run's entries first, then every other input a step of a
+                        // sweep, the rest made from the queue.
+                        let (case, swept) = match &fz.queue {
+                            Some(q) => {
+                                if let Some(data) = q.take_offered() {
+                                    (as_is(data, None, shapes), false)
+                                } else if let Some((data, at)) =
+                                    (i % 2 == 0).then(|| q.take_swept()).flatten()
+                                {
+                                    (as_is(data, Some(at), shapes), true)
+                                } else {
+                                    (q.with_corpus(tokens, dict, generate), false)
+                                }
+                            }
+                            None => (
+                                generate(mutate::Corpus {
+                                    tokens,
+                                    dict,
+                                    ..mutate::Corpus::plain(streams)
+                                }),
+                                false,
+                            ),
                         };
                         let sc = case.scenario(&fz.seeds[case.seed], &source);
                         if let Some(m) = &map {
@@ -236,8 +241,8 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                         }))
                         .unwrap_or(Verdict::Skip);
                         if let (Some(m), Some(q)) = (&map, &fz.queue) {
-                            m.read(&mut counts);
-                            q.observe(&counts, &case);
+                            m.read_settled(&mut counts, &mut settling);
+                            q.observe(&counts, &case, swept);
                         }
                         let prev = if fz.pool.is_empty() {
                             None

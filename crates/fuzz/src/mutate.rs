@@ -351,7 +351,7 @@ fn intruder(rng: &mut ChaCha8Rng, corpus: Corpus<'_>, echo: bool) -> Intruder {
 /// The words of `bytes` worth trying elsewhere: runs of letters, digits, `_` and `-` of 3 to 32
 /// bytes (commands, header names, keywords), each once, at most `max`.
 pub fn words(bytes: &[u8], into: &mut Vec<Vec<u8>>, max: usize) {
-    for w in bytes.split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')) {
+    for w in bytes.split(|b| !is_word(b)) {
         if into.len() >= max {
             return;
         }
@@ -421,12 +421,27 @@ const TOKENS: [&[u8]; 12] = [
 /// Where the decimal numbers in `data` are: each run of digits, from its first byte to past
 /// its last.
 pub fn digit_runs(data: &[u8]) -> Vec<(usize, usize)> {
+    runs(data, u8::is_ascii_digit)
+}
+
+/// Whether `b` belongs to a word: a command, an argument, a header's name or value.
+fn is_word(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-'
+}
+
+/// Where the words of `data` are, as [`digit_runs`] finds numbers.
+pub fn word_spans(data: &[u8]) -> Vec<(usize, usize)> {
+    runs(data, is_word)
+}
+
+/// Each run of bytes that are `of`, from its first byte to past its last.
+fn runs(data: &[u8], of: impl Fn(&u8) -> bool) -> Vec<(usize, usize)> {
     let mut runs = Vec::new();
     let mut i = 0;
     while i < data.len() {
-        if data[i].is_ascii_digit() {
+        if of(&data[i]) {
             let start = i;
-            while i < data.len() && data[i].is_ascii_digit() {
+            while i < data.len() && of(&data[i]) {
                 i += 1;
             }
             runs.push((start, i));
@@ -478,15 +493,14 @@ pub fn mutate(
             };
             let token = &corpus.tokens[rng.random_range(from)];
             let mut i = at(rng, data.len() + 1).min(data.len());
-            let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
             let end = match rng.random_range(0..3) {
                 // In place of the word at `i`: a command's argument, a header's value.
                 0 => {
-                    while i > 0 && word(&data[i - 1]) {
+                    while i > 0 && is_word(&data[i - 1]) {
                         i -= 1;
                     }
                     let mut end = i;
-                    while end < data.len() && word(&data[end]) {
+                    while end < data.len() && is_word(&data[end]) {
                         end += 1;
                     }
                     end

@@ -19,21 +19,37 @@ pub const FRESH_LEN: usize = 1024;
 
 /// Numbers swept in each new entry that reached new edges: those nearest where it changed.
 pub const SWEEP_NUMBERS: usize = 3;
-/// Sweeps waiting at most: the newest, as the queue grows faster than they are made.
-pub const MAX_SWEEPS: usize = 16;
+/// Sweeps waiting at most. They are made oldest first, as AFL runs its deterministic stages
+/// on its queue in order: what the first entries (the seeds') lead to is what later ones
+/// build on. An entry planned past these is mutated at random only.
+pub const MAX_SWEEPS: usize = 1024;
+/// Tries of a token sweep at most: on the words nearest the entry's change first.
+pub const MAX_TOKEN_TRIES: usize = 2048;
 
-/// A number in a new entry, tried with each of its bytes (the four low ones at least) set to
-/// each value in turn: a server that compares a parsed number with a constant byte by byte
-/// (split comparisons) reaches new code as each byte matches, high bytes first, and a sweep
-/// finds every such byte in at most 256 tries where random changes take thousands.
+/// An entry tried in order with one thing changed at a time, where random changes would seldom
+/// hit the one that matters.
 struct Sweep {
     data: Vec<u8>,
-    start: usize,
-    end: usize,
-    value: i128,
-    /// 256 for each byte swept.
-    steps: u32,
+    what: Swept,
     next: u32,
+}
+
+enum Swept {
+    /// A number tried with each of its bytes (the four low ones at least) set to each value in
+    /// turn: a server that compares a parsed number with a constant byte by byte (split
+    /// comparisons) reaches new code as each byte matches, high bytes first, and a sweep finds
+    /// every such byte in at most 256 tries where random changes take thousands.
+    Number {
+        start: usize,
+        end: usize,
+        value: i128,
+        /// 256 for each byte swept.
+        steps: u32,
+    },
+    /// Each `--dict` token in place of each word (`start..end`), then written before it: a
+    /// command's argument compared with a constant (a login token, a verb, a header name) is
+    /// matched in words × tokens × 2 tries.
+    Tokens { words: Vec<(usize, usize)> },
 }
 
 /// Coverage so far, for progress lines and the summary.
@@ -53,8 +69,10 @@ pub struct Queue {
     entries: RwLock<Entries>,
     map: usize,
     offered: Mutex<VecDeque<Vec<u8>>>,
-    /// Newest last, and swept first.
-    sweeps: Mutex<Vec<Sweep>>,
+    /// Oldest first, and swept first.
+    sweeps: Mutex<VecDeque<Sweep>>,
+    /// The `--dict` tokens, which token sweeps write.
+    dict: Vec<Vec<u8>>,
 }
 
 /// The streams to draw from: the seeds' first, then the queue's, oldest first, with those
@@ -112,9 +130,10 @@ impl Entries {
 }
 
 impl Queue {
-    /// A queue that starts from the seeds' `streams`, for maps of `map` bytes.
-    pub fn new(streams: Vec<Vec<u8>>, map: usize) -> Queue {
-        Queue {
+    /// A queue that starts from the seeds' `streams`, for maps of `map` bytes, sweeping the
+    /// tokens of `dict` over its entries' words. The seeds' streams are swept first.
+    pub fn new(streams: Vec<Vec<u8>>, map: usize, dict: Vec<Vec<u8>>) -> Queue {
+        let q = Queue {
             virgin: Mutex::new(Virgin::new(map)),
             entries: RwLock::new(Entries {
                 given: streams.len(),
@@ -127,8 +146,19 @@ impl Queue {
             }),
             map,
             offered: Mutex::new(VecDeque::new()),
-            sweeps: Mutex::new(Vec::new()),
+            sweeps: Mutex::new(VecDeque::new()),
+            dict,
+        };
+        let seeds = q
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .streams
+            .clone();
+        for s in &seeds {
+            q.sweep(s, None, false);
         }
+        q
     }
 
     /// Runs `f` with the streams to draw from, and `tokens` (the first `dict` from `--dict`).
@@ -151,7 +181,10 @@ impl Queue {
 
     /// Takes in the counts `case` left in the map; keeps its intruders' bytes when they were
     /// new (a case without an intruder adds nothing to draw from, but its edges count).
-    pub fn observe(&self, counts: &[u8], case: &Case) -> Novelty {
+    /// `swept` says the case is a step of a sweep: what it reaches new is swept next, before
+    /// all that waits, since a sweep that matched one byte of a comparison (or one token of a
+    /// protocol) leads to the next, and a chain of them ends at what random changes miss.
+    pub fn observe(&self, counts: &[u8], case: &Case, swept: bool) -> Novelty {
         let novelty = self
             .virgin
             .lock()
@@ -175,7 +208,7 @@ impl Queue {
                 let at = e.streams.len();
                 e.add(at, i.data.clone(), i.focus, trace.clone());
                 e.fresh = (e.fresh + 1).min(FRESH);
-                self.sweep(&i.data, i.focus);
+                self.sweep(&i.data, i.focus, swept);
             } else {
                 // Kept, but behind the fresh ones, which stay last.
                 let at = e.streams.len() - e.fresh;
@@ -218,23 +251,31 @@ impl Queue {
         Ok(n)
     }
 
-    /// Plans sweeps of the numbers in `data` nearest `focus` (or its first ones).
-    fn sweep(&self, data: &[u8], focus: Option<usize>) {
-        let mut runs = mutate::digit_runs(data);
-        // Numbers a server would parse: whole words (not the digits of `k3y` or `7e`) of up
-        // to 18 digits (longer ones do not fit a machine word).
-        let letter = |i: usize| data.get(i).is_some_and(|b| b.is_ascii_alphabetic());
-        runs.retain(|(s, e)| e - s <= 18 && !letter(*e) && !s.checked_sub(1).is_some_and(letter));
+    /// Plans sweeps of `data`: the dictionary's tokens over its words, then its numbers,
+    /// both nearest `focus` (or its start) first; `first` before those waiting, else after.
+    fn sweep(&self, data: &[u8], focus: Option<usize>, first: bool) {
         let focus = focus.unwrap_or(0);
-        runs.sort_by_key(|(s, e)| {
+        let distance = |(s, e): &(usize, usize)| {
             if focus < *s {
                 s - focus
             } else {
                 focus.saturating_sub(*e)
             }
-        });
-        let mut sweeps = self.sweeps.lock().unwrap_or_else(|e| e.into_inner());
-        for (start, end) in runs.into_iter().take(SWEEP_NUMBERS).rev() {
+        };
+        let mut planned = Vec::new();
+        if !self.dict.is_empty() {
+            let mut words = mutate::word_spans(data);
+            words.sort_by_key(distance);
+            words.truncate((MAX_TOKEN_TRIES / (2 * self.dict.len())).max(1));
+            planned.push(Swept::Tokens { words });
+        }
+        let mut runs = mutate::digit_runs(data);
+        // Numbers a server would parse: whole words (not the digits of `k3y` or `7e`) of up
+        // to 18 digits (longer ones do not fit a machine word).
+        let letter = |i: usize| data.get(i).is_some_and(|b| b.is_ascii_alphabetic());
+        runs.retain(|(s, e)| e - s <= 18 && !letter(*e) && !s.checked_sub(1).is_some_and(letter));
+        runs.sort_by_key(distance);
+        for (start, end) in runs.into_iter().take(SWEEP_NUMBERS) {
             let Some(value): Option<i128> = std::str::from_utf8(&data[start..end])
                 .ok()
                 .and_then(|t| t.parse().ok())
@@ -247,41 +288,78 @@ impl Queue {
                 .rev()
                 .find(|k| value.abs() >> (8 * k) != 0)
                 .unwrap_or(0);
-            sweeps.push(Sweep {
-                data: data.to_vec(),
+            planned.push(Swept::Number {
                 start,
                 end,
                 value,
                 steps: 256 * (bytes + 1).max(4),
-                next: 0,
             });
         }
-        // The newest are swept first; those left far behind were superseded by what came
-        // after them.
-        let over = sweeps.len().saturating_sub(MAX_SWEEPS);
-        sweeps.drain(..over);
+        let planned = planned.into_iter().map(|what| Sweep {
+            data: data.to_vec(),
+            what,
+            next: 0,
+        });
+        let mut sweeps = self.sweeps.lock().unwrap_or_else(|e| e.into_inner());
+        if first {
+            // Past the limit too: a chain of sweeps is short, and each step of it has
+            // reached something new.
+            for sweep in planned.rev() {
+                sweeps.push_front(sweep);
+            }
+        } else {
+            let room = MAX_SWEEPS.saturating_sub(sweeps.len());
+            sweeps.extend(planned.take(room));
+        }
     }
 
-    /// The next stream of the newest sweep, and where its number is; `None` when none is
+    /// The next stream of the oldest sweep, and where its change ends; `None` when none is
     /// left.
     pub fn take_swept(&self) -> Option<(Vec<u8>, usize)> {
         let mut sweeps = self.sweeps.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let s = sweeps.last_mut()?;
-            if s.next >= s.steps {
-                sweeps.pop();
-                continue;
-            }
-            let (k, byte) = (s.next / 256, (s.next % 256) as u8);
+            let s = sweeps.front_mut()?;
+            let step = s.next;
             s.next += 1;
-            let value = mutate::with_byte(s.value, k, byte);
-            if value == s.value {
-                continue;
-            }
-            let text = value.to_string();
+            let (at, with) = match &s.what {
+                Swept::Number {
+                    start,
+                    end,
+                    value,
+                    steps,
+                } => {
+                    if step >= *steps {
+                        sweeps.pop_front();
+                        continue;
+                    }
+                    let swept = mutate::with_byte(*value, step / 256, (step % 256) as u8);
+                    if swept == *value {
+                        continue;
+                    }
+                    (*start..*end, swept.to_string().into_bytes())
+                }
+                Swept::Tokens { words } => {
+                    let tokens = self.dict.len() as u32;
+                    let Some(&(start, end)) = words.get((step / (2 * tokens)) as usize) else {
+                        sweeps.pop_front();
+                        continue;
+                    };
+                    let token = &self.dict[(step / 2 % tokens) as usize];
+                    let range = if step % 2 == 0 {
+                        start..end
+                    } else {
+                        start..start
+                    };
+                    if s.data[range.clone()] == token[..] {
+                        continue;
+                    }
+                    (range, token.clone())
+                }
+            };
             let mut data = s.data.clone();
-            data.splice(s.start..s.end, text.bytes());
-            return Some((data, s.start + text.len() - 1));
+            let last = (at.start + with.len()).saturating_sub(1);
+            data.splice(at, with);
+            return Some((data, last));
         }
     }
 
@@ -338,12 +416,12 @@ mod tests {
 
     #[test]
     fn the_fewest_shortest_entries_that_reach_every_edge_are_favoured() {
-        let q = Queue::new(vec![b"seed".to_vec()], 4);
-        q.observe(&[1, 0, 0, 0], &with_intruder(b"long one"));
-        q.observe(&[1, 1, 0, 0], &with_intruder(b"longer one"));
-        q.observe(&[4, 0, 0, 0], &with_intruder(b"a"));
-        q.observe(&[0, 0, 1, 0], &with_intruder(b"third"));
-        q.observe(&[2, 0, 0, 0], &with_intruder(b"bb"));
+        let q = Queue::new(vec![b"seed".to_vec()], 4, Vec::new());
+        q.observe(&[1, 0, 0, 0], &with_intruder(b"long one"), false);
+        q.observe(&[1, 1, 0, 0], &with_intruder(b"longer one"), false);
+        q.observe(&[4, 0, 0, 0], &with_intruder(b"a"), false);
+        q.observe(&[0, 0, 1, 0], &with_intruder(b"third"), false);
+        q.observe(&[2, 0, 0, 0], &with_intruder(b"bb"), false);
         q.with_corpus(&[], 0, |c| {
             let favoured: Vec<&[u8]> = c.favoured.iter().map(|i| &c.streams[*i][..]).collect();
             // The seed's, then "a", the shortest to reach edge 0, "longer one", alone to reach
@@ -354,9 +432,9 @@ mod tests {
 
     #[test]
     fn a_new_entry_has_its_numbers_swept_byte_by_byte() {
-        let q = Queue::new(Vec::new(), 4);
+        let q = Queue::new(Vec::new(), 4, Vec::new());
         // The digits of a word are not a number to sweep.
-        q.observe(&[1, 0, 0, 0], &with_intruder(b"LOGIN k3y\nSET 7\n"));
+        q.observe(&[1, 0, 0, 0], &with_intruder(b"LOGIN k3y\nSET 7\n"), false);
         let mut values = Vec::new();
         while let Some((data, at)) = q.take_swept() {
             assert!(data[at].is_ascii_digit());
@@ -375,7 +453,7 @@ mod tests {
         assert!(values.contains(&0) && values.contains(&(255 << 24 | 7)));
 
         // A number wider than four bytes has every byte swept, the high ones cleared too.
-        q.observe(&[0, 1, 0, 0], &with_intruder(b"SET 1526843906906\n"));
+        q.observe(&[0, 1, 0, 0], &with_intruder(b"SET 1526843906906\n"), false);
         let mut n = 0;
         let mut cleared = false;
         while let Some((data, _)) = q.take_swept() {
@@ -392,10 +470,42 @@ mod tests {
     }
 
     #[test]
-    fn a_long_stream_is_kept_but_never_fresh() {
-        let q = Queue::new(Vec::new(), 4);
+    fn the_dictionary_is_swept_over_the_seeds_words_first() {
+        let dict = vec![b"k3y-7e".to_vec(), b"QUIT".to_vec()];
+        let q = Queue::new(vec![b"LOGIN guess\n".to_vec()], 4, dict);
+        // A new entry's sweeps wait behind the seed's.
+        q.observe(&[1, 0, 0, 0], &with_intruder(b"SET 7\n"), false);
+        let mut tries = Vec::new();
+        while let Some((data, at)) = q.take_swept() {
+            tries.push((String::from_utf8(data).unwrap(), at));
+        }
+        let first: Vec<&str> = tries.iter().take(8).map(|(t, _)| &t[..]).collect();
         assert_eq!(
-            q.observe(&[1, 0, 0, 0], &with_intruder(&[b'x'; FRESH_LEN + 1])),
+            first,
+            [
+                "k3y-7e guess\n",
+                "k3y-7eLOGIN guess\n",
+                "QUIT guess\n",
+                "QUITLOGIN guess\n",
+                "LOGIN k3y-7e\n",
+                "LOGIN k3y-7eguess\n",
+                "LOGIN QUIT\n",
+                "LOGIN QUITguess\n",
+            ]
+        );
+        // The focus is the token's last byte, where the next change is worth making.
+        assert_eq!(tries[4].1, "LOGIN k3y-7e".len() - 1);
+        // Then the entry's: its words, then its number.
+        assert_eq!(tries[8].0, "k3y-7e 7\n");
+        assert!(tries[9..].iter().any(|(t, _)| t == "SET k3y-7e\n"));
+        assert_eq!(tries.last().unwrap().0, format!("SET {}\n", 0xff00_0007u32));
+    }
+
+    #[test]
+    fn a_long_stream_is_kept_but_never_fresh() {
+        let q = Queue::new(Vec::new(), 4, Vec::new());
+        assert_eq!(
+            q.observe(&[1, 0, 0, 0], &with_intruder(&[b'x'; FRESH_LEN + 1]), false),
             Novelty::Edges
         );
         q.with_corpus(&[], 0, |c| assert_eq!((c.streams.len(), c.fresh), (1, 0)));
@@ -403,17 +513,17 @@ mod tests {
 
     #[test]
     fn only_inputs_that_reach_something_new_join_the_queue() {
-        let q = Queue::new(vec![b"HELLO\n".to_vec()], 4);
+        let q = Queue::new(vec![b"HELLO\n".to_vec()], 4, Vec::new());
         assert_eq!(
-            q.observe(&[1, 0, 0, 0], &with_intruder(b"A")),
+            q.observe(&[1, 0, 0, 0], &with_intruder(b"A"), false),
             Novelty::Edges
         );
         assert_eq!(
-            q.observe(&[1, 0, 0, 0], &with_intruder(b"B")),
+            q.observe(&[1, 0, 0, 0], &with_intruder(b"B"), false),
             Novelty::None
         );
         assert_eq!(
-            q.observe(&[2, 0, 0, 0], &with_intruder(b"C")),
+            q.observe(&[2, 0, 0, 0], &with_intruder(b"C"), false),
             Novelty::Counts
         );
         // New, but nothing to keep: its edges still count.
@@ -421,7 +531,7 @@ mod tests {
             seed: 0,
             edits: Vec::new(),
         };
-        assert_eq!(q.observe(&[0, 1, 0, 0], &plain), Novelty::Edges);
+        assert_eq!(q.observe(&[0, 1, 0, 0], &plain, false), Novelty::Edges);
         // C only found a new bucket: kept, but before A, the fresh one.
         q.with_corpus(&[], 0, |c| {
             assert_eq!(

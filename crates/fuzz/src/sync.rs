@@ -118,8 +118,8 @@ mod tests {
             name: name.into(),
         };
         let (mut a, mut b) = (Sync::new(at("a")).unwrap(), Sync::new(at("b")).unwrap());
-        let qa = Queue::new(vec![b"seed".to_vec()], 4);
-        qa.observe(&[1, 0, 0, 0], &case(b"found by a"));
+        let qa = Queue::new(vec![b"seed".to_vec()], 4, Vec::new());
+        qa.observe(&[1, 0, 0, 0], &case(b"found by a"), false);
         assert_eq!(a.export(&qa).unwrap(), 1);
         // Written once: the next export has nothing new.
         assert_eq!(a.export(&qa).unwrap(), 0);
