@@ -9,7 +9,7 @@
 # build without AFL++ must be refused with a clear error, not fuzzed blind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-limit=${SOCKHARNESS_COVERAGE_TIME:-240s}
+limit=${SOCKHARNESS_COVERAGE_TIME:-120s}
 if ! command -v afl-clang-fast >/dev/null; then
   echo "fuzz-coverage: afl-clang-fast is missing (Debian: apt-get install afl++)" >&2
   exit 1
