@@ -16,7 +16,7 @@ use super::fuzzer::{
 };
 use super::leak;
 use super::mutate::{self, Shape};
-use super::prepare::prepare;
+use super::prepare::{prepare, recheck};
 use super::queue::Queue;
 use super::reproduce::{conclude, conclude_leak, describe};
 use super::server::{Running, Server};
@@ -74,7 +74,12 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         fz.fresh()?;
         let sc = fz.with_health(&fz.seeds[i], &case, &fz.source());
         let t = Instant::now();
-        let v = fz.run(&sc, SETTLE);
+        let v = match fz.run(&sc, SETTLE) {
+            Verdict::Fail(f) if !f.kind.is_timeout() && recheck(&mut fz, i, &mut report)? => {
+                Verdict::Pass
+            }
+            v => v,
+        };
         let cost = t.elapsed();
         shape.weight = 1.0 / (cost.as_secs_f64() * 1000.0 + 2.0);
         if matches!(v, Verdict::Skip) {
@@ -168,14 +173,23 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
             _ => None,
         };
     let mut last_sync = Instant::now();
-    // The server's descriptors when idle, once the seed checks' connections are closed.
-    std::thread::sleep(Duration::from_millis(200));
-    let idle = fz.fds();
+    // The server's descriptors when idle, once the seed checks' connections are closed: the
+    // same count twice in a row, 20 ms apart (200 ms at most).
+    let mut idle = fz.fds();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = fz.fds();
+        if now == idle {
+            break;
+        }
+        idle = now;
+    }
     let mut leak_checks = idle.is_some();
     let mut jobs = cfg.jobs.max(1);
     let mut unsteady = vec![0u32; fz.seeds.len()];
     let echo = matches!(cfg.expect, Some(Expect::Echo));
     let next = AtomicU64::new(0);
+    report.ready = Some(started.elapsed());
     let deadline = started
         .checked_add(cfg.time)
         .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
@@ -361,6 +375,13 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
         }
         match confirmed {
             Some((case, v)) => {
+                if matches!(&v, Verdict::Fail(f) if !f.kind.is_timeout())
+                    && recheck(&mut fz, case.seed, &mut report)?
+                {
+                    fz.ensure_alive()?;
+                    fz.pool_alive()?;
+                    continue;
+                }
                 let inputs = report.inputs;
                 if let Some(mut found) =
                     conclude(&fz, case, v, started, inputs, &mut progress, &mut report)?

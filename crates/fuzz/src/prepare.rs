@@ -1,7 +1,8 @@
-//! Before the loop: every request stream delivered plainly, twice and a second apart on fresh
-//! servers, its answer recorded as the baseline that transport invariance holds mutations to;
-//! a few mutated variants calibrated the same way; and whether the server's connections share
-//! state.
+//! Before the loop: every request stream delivered plainly, twice on fresh servers, its answer
+//! recorded as the baseline that transport invariance holds mutations to; a few mutated
+//! variants calibrated the same way; and whether the server's connections share state. Whether
+//! an answer changes with the time of day is decided later, when one differs ([`recheck`]):
+//! waiting a second between the deliveries up front would delay every run's first input.
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,13 @@ use super::FuzzError;
 /// Mutated variants of the request streams that get an answer of their own, compared like the
 /// streams themselves: transport invariance then covers bytes no seed has.
 const VARIANTS: usize = 16;
-/// Between the two plain deliveries of a request: an answer that carries the time of day (an
-/// HTTP `Date`) differs across a second, and is then compared by its length only.
-const APART: Duration = Duration::from_millis(1050);
+/// How long the variants' first deliveries may take at most: each also costs a second delivery
+/// and a check of its seed, all on fresh servers, before the first input.
+const VARIANT_TIME: Duration = Duration::from_millis(100);
+/// How long a plain delivery waits for more of the answer once none comes.
+const QUIET: Duration = Duration::from_millis(60);
+/// How long a plain delivery waits for its answer at most.
+const LIMIT: Duration = Duration::from_secs(2);
 /// The pause after an intruding client on a server whose connections share state.
 const SHARED_SETTLE: Duration = Duration::from_millis(20);
 
@@ -32,9 +37,10 @@ pub(super) fn prepare(
 ) -> Result<(), FuzzError> {
     let cfg = fz.cfg;
     let began = Instant::now();
-    // Variants are extra: a server slow to start does not spend the run's time on them. The
-    // streams themselves get half of it: the rest is for fuzzing.
-    let extra_time = cfg.time / 4;
+    // Variants are extra: a server slow to start does not spend the run's time on them, nor
+    // delay its first input by more than a moment. The streams themselves get half of it: the
+    // rest is for fuzzing.
+    let extra_time = (cfg.time / 4).min(VARIANT_TIME);
     let own_time = cfg.time / 2;
     let mut left_out = 0;
     let mut seeds: Vec<Seed> = given
@@ -68,9 +74,7 @@ pub(super) fn prepare(
             }
         }
     }
-    // Round one for every request, round two a second after each one's first.
-    let quiet = Duration::from_millis(60);
-    let limit = Duration::from_secs(2);
+    // Round one for every request, then round two.
     let mut first = Vec::with_capacity(requests.len());
     // Each on a fresh server: the answer must not depend on the requests before it, as
     // confirmations and reproducers run on fresh servers too.
@@ -86,19 +90,18 @@ pub(super) fn prepare(
         }
         fz.fresh()?;
         let addr = fz.lock().addr();
-        let at = Instant::now();
-        let ex = calibrate::exchange(addr, bytes, quiet, limit);
+        let ex = calibrate::exchange(addr, bytes, QUIET, LIMIT);
         // A request whose plain delivery breaks the server is a finding: its seed, checked
         // first thing, shows it on a fresh server.
         let dead = !fz.lock().alive();
         if dead || ex.is_err() {
             fz.fresh()?;
         }
-        first.push(Some((at, ex.ok().filter(|_| !dead))));
+        first.push(Some(ex.ok().filter(|_| !dead)));
     }
     for ((label, bytes, variant), tried) in requests.iter().zip(first) {
         // Left out for time, or the run was interrupted.
-        let Some((at, a)) = tried.filter(|_| !super::interrupted()) else {
+        let Some(a) = tried.filter(|_| !super::interrupted()) else {
             continue;
         };
         // The second deliveries too stay within the calibration's share of the run.
@@ -106,11 +109,10 @@ pub(super) fn prepare(
             left_out += 1;
             continue;
         }
-        std::thread::sleep((at + APART).saturating_duration_since(Instant::now()));
         fz.fresh()?;
         let addr = fz.lock().addr();
         let b = match a {
-            Some(_) => calibrate::exchange(addr, bytes, quiet, limit).ok(),
+            Some(_) => calibrate::exchange(addr, bytes, QUIET, LIMIT).ok(),
             None => None,
         };
         if b.is_none() && !fz.lock().alive() {
@@ -170,17 +172,9 @@ pub(super) fn prepare(
                 fz.fresh()?;
             }
         }
-        let mut scenario = plain.scenario("srv", 1, None, Duration::ZERO);
-        if let (Some(Expect::Regex(re)), Some(ex)) = (&cfg.expect, plain.baseline.exchange()) {
-            // An answer that does not match is held to the pattern instead of to its bytes, so
-            // the seed's own check fails, and its reproducer says why.
-            if !re.is_match(&ex.response) {
-                super::case::expect_matches(&mut scenario, re.as_str());
-            }
-        }
         seeds.push(Seed {
             label: label.clone(),
-            scenario,
+            scenario: scenario(cfg.expect.as_ref(), &plain),
             plain: Some(plain),
             settle: None,
         });
@@ -221,4 +215,67 @@ pub(super) fn prepare(
     }
     fz.seeds = seeds;
     Ok(())
+}
+
+/// The scenario of a request stream's seed: one client sending it plainly, held to its answer.
+fn scenario(expect: Option<&Expect>, plain: &Plain) -> sockharness::script::Scenario {
+    let mut scenario = plain.scenario("srv", 1, None, Duration::ZERO);
+    if let (Some(Expect::Regex(re)), Some(ex)) = (expect, plain.baseline.exchange()) {
+        // An answer that does not match is held to the pattern instead of to its bytes, so
+        // the seed's own check fails, and its reproducer says why.
+        if !re.is_match(&ex.response) {
+            super::case::expect_matches(&mut scenario, re.as_str());
+        }
+    }
+    scenario
+}
+
+/// Before a failure of seed `seed` is believed: whether its plain delivery, on a fresh server,
+/// still gets the answer recorded. One that no longer does (it carries the time of day, an HTTP
+/// `Date`, a counter) is compared from then on by what stayed the same (its length, else only
+/// that the server lives), the seed's scenario is made again, and `true` says the failure was
+/// the baseline's, not the server's.
+pub(super) fn recheck(
+    fz: &mut Fuzzer<'_>,
+    seed: usize,
+    report: &mut Report,
+) -> Result<bool, FuzzError> {
+    let Some(Baseline::Exact(recorded)) = fz.seeds[seed].plain.as_ref().map(|p| &p.baseline) else {
+        return Ok(false);
+    };
+    let recorded = recorded.clone();
+    let request = fz.seeds[seed]
+        .plain
+        .as_ref()
+        .map(|p| p.request.clone())
+        .unwrap_or_default();
+    fz.fresh()?;
+    let addr = fz.lock().addr();
+    let now = calibrate::exchange(addr, &request, QUIET, LIMIT).ok();
+    if !fz.lock().alive() {
+        fz.fresh()?;
+    }
+    if now.as_ref() == Some(&recorded) {
+        return Ok(false);
+    }
+    let baseline = match now {
+        Some(now) => calibrate::compare(recorded, &now),
+        None => Baseline::Unstable,
+    };
+    let what = match baseline {
+        Baseline::Length(_) => "by its length",
+        _ => "only by the server's liveness",
+    };
+    let s = &mut fz.seeds[seed];
+    report.notes.push(format!(
+        "{}: the answer to its plain delivery changed since it was recorded (the time of day?); it is compared {what} from then on",
+        s.label
+    ));
+    if let Some(p) = &mut s.plain {
+        p.baseline = baseline;
+        let settings = s.scenario.settings.clone();
+        s.scenario = scenario(fz.cfg.expect.as_ref(), p);
+        s.scenario.settings = settings;
+    }
+    Ok(true)
 }

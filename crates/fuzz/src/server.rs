@@ -55,6 +55,9 @@ pub(super) struct Running {
     starting: Duration,
     /// The coverage map it writes its edges into, for a server built with AFL++.
     map: Option<Arc<Map>>,
+    /// Whether nobody was given its address since it started: it is as fresh as a restart
+    /// would make it.
+    untouched: std::cell::Cell<bool>,
 }
 
 impl Running {
@@ -71,6 +74,7 @@ impl Running {
             starts: 0,
             starting: Duration::ZERO,
             map,
+            untouched: std::cell::Cell::new(false),
         };
         r.launch(true)?;
         Ok(r)
@@ -131,12 +135,19 @@ impl Running {
         }
         self.addr = target::cmd_addr(port);
         self.process = Some(p);
+        self.untouched.set(true);
         Ok(())
     }
 
-    /// Where it listens now.
+    /// Where it listens now. Whoever asks may connect: the server is no longer untouched.
     pub(super) fn addr(&self) -> SocketAddr {
+        self.untouched.set(false);
         self.addr
+    }
+
+    /// Whether it started and nobody has been given its address since.
+    pub(super) fn untouched(&self) -> bool {
+        self.untouched.get()
     }
 
     /// Its coverage map, if it has one.

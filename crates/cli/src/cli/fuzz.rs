@@ -369,8 +369,20 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
             c.queue
         );
     }
+    // The steady rate too: a run of a few seconds spends much of them calibrating.
+    let start = match report.ready {
+        Some(r) if report.inputs > 0 => {
+            let rest = (report.elapsed.saturating_sub(r)).as_secs_f64().max(1e-3);
+            format!(
+                "; the first after {:.1}s, {:.0}/s from then",
+                r.as_secs_f64(),
+                report.inputs as f64 / rest
+            )
+        }
+        _ => String::new(),
+    };
     say!(
-        "{} inputs in {secs:.1}s ({:.0}/s), {} failure{}, {} server restart{} after it died",
+        "{} inputs in {secs:.1}s ({:.0}/s{start}), {} failure{}, {} server restart{} after it died",
         report.inputs,
         report.inputs as f64 / secs,
         report.found.len(),
