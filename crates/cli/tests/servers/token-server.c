@@ -50,11 +50,13 @@ static int command(int fd, char *line, int *logged_in) {
             return 1;
         }
         long n = strtol(line + 4, NULL, 10);
+#ifndef NO_BUG /* built with -DNO_BUG, for measuring rates: the same server, correct */
         if (n == 4242) {
             /* The bug: a value nobody tested. */
             volatile int *nowhere = NULL;
             *nowhere = (int)n;
         }
+#endif
         snprintf(out, sizeof out, "OK set %ld\n", n);
         reply(fd, out);
     } else if (strcmp(line, "QUIT") == 0) {
