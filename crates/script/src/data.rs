@@ -50,7 +50,20 @@ impl Data {
         let start = start.min(end);
         match self {
             Data::Bytes(b) => b[start as usize..end as usize].to_vec(),
-            Data::Pattern(_) => (start..end).map(|i| (i % PATTERN_PERIOD) as u8).collect(),
+            Data::Pattern(_) => {
+                // A period at a time: megabytes of pattern are sent and compared per input
+                // when fuzzing, and a division per byte showed as a fifth of a run's time.
+                let period: [u8; PATTERN_PERIOD as usize] = std::array::from_fn(|i| i as u8);
+                let len = (end - start) as usize;
+                let mut out = Vec::with_capacity(len);
+                let mut at = (start % PATTERN_PERIOD) as usize;
+                while out.len() < len {
+                    let take = (period.len() - at).min(len - out.len());
+                    out.extend_from_slice(&period[at..at + take]);
+                    at = 0;
+                }
+                out
+            }
             Data::Random { seed, .. } => {
                 let mut out = Vec::with_capacity((end - start) as usize);
                 let mut i = start;
@@ -133,5 +146,21 @@ pub fn preview(bytes: &[u8], max: usize) -> String {
         format!("\"{}\"", escape(bytes))
     } else {
         format!("\"{}\"... ({} bytes)", escape(&bytes[..max]), bytes.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_range_is_the_byte_index_modulo_the_period_wherever_it_starts() {
+        let p = Data::Pattern(10_000);
+        for (start, end) in [(0, 0), (0, 251), (250, 503), (1, 9_999), (5_000, 20_000)] {
+            let want: Vec<u8> = (start..end.min(10_000))
+                .map(|i| (i % PATTERN_PERIOD) as u8)
+                .collect();
+            assert_eq!(p.range(start, end), want, "{start}..{end}");
+        }
     }
 }

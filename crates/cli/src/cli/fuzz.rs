@@ -48,7 +48,8 @@ pub(super) struct FuzzArgs {
     /// Where reproducers are written.
     #[arg(long, value_name = "DIR", default_value = "fuzz-out")]
     out: PathBuf,
-    /// Inputs run at once (default: four per core).
+    /// Inputs run at once (default: sixteen per core; four with --coverage, which starts a
+    /// server instance for each).
     #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
     /// Time spent shrinking a failure before its reproducer is written.
@@ -198,10 +199,15 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
         runs: args.runs,
         seed,
         out: args.out,
-        // Inputs mostly wait on the network, so several per core keep the cores busy.
-        jobs: args
-            .jobs
-            .map_or_else(|| 4 * sockharness::suite::default_jobs(), usize::from),
+        // Inputs mostly wait (on the network, on their own gaps and pauses), so many per core
+        // keep the cores busy; a guided run has a server instance per worker, so fewer.
+        jobs: args.jobs.map_or_else(
+            || {
+                let per_core = if args.coverage.is_some() { 4 } else { 16 };
+                per_core * sockharness::suite::default_jobs()
+            },
+            usize::from,
+        ),
         minimize_for: args.minimize_for,
         coverage: args.coverage.map(|CoverageArg::Afl| fuzz::Coverage::Afl),
         dict,
