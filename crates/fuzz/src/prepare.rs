@@ -231,10 +231,10 @@ fn scenario(expect: Option<&Expect>, plain: &Plain) -> sockharness::script::Scen
 }
 
 /// Before a failure of seed `seed` is believed: whether its plain delivery, on a fresh server,
-/// still gets the answer recorded. One that no longer does (it carries the time of day, an HTTP
-/// `Date`, a counter) is compared from then on by what stayed the same (its length, else only
-/// that the server lives), the seed's scenario is made again, and `true` says the failure was
-/// the baseline's, not the server's.
+/// still gets the answer recorded. One that gets another answer (it carries the time of day,
+/// an HTTP `Date`, a counter) is compared from then on by what stayed the same (its length,
+/// else only that the server lives), the seed's scenario is made again, and `true` says the
+/// failure was the baseline's, not the server's.
 pub(super) fn recheck(
     fz: &mut Fuzzer<'_>,
     seed: usize,
@@ -252,16 +252,13 @@ pub(super) fn recheck(
     fz.fresh()?;
     let addr = fz.lock().addr();
     let now = calibrate::exchange(addr, &request, QUIET, LIMIT).ok();
-    if !fz.lock().alive() {
-        fz.fresh()?;
-    }
-    if now.as_ref() == Some(&recorded) {
+    // A plain delivery that now breaks a fresh server, or gets the answer recorded, leaves the
+    // failure standing.
+    let Some(now) = now.filter(|now| *now != recorded && fz.lock().alive()) else {
+        fz.ensure_alive()?;
         return Ok(false);
-    }
-    let baseline = match now {
-        Some(now) => calibrate::compare(recorded, &now),
-        None => Baseline::Unstable,
     };
+    let baseline = calibrate::compare(recorded, &now);
     let what = match baseline {
         Baseline::Length(_) => "by its length",
         _ => "only by the server's liveness",
