@@ -40,6 +40,12 @@ pub fn fuzz(cfg: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report,
                 "coverage needs a server the fuzzer starts with its map (--cmd), not one already running at {a}"
             )))
         }
+        (Some(_), Server::Service(s)) => {
+            return Err(FuzzError::Server(format!(
+                "the service {} runs in this process: its coverage is the fuzz target's (cargo fuzz), not an AFL++ map",
+                s.name()
+            )))
+        }
     };
     let new_map = |len: usize| {
         coverage::Map::new(len)

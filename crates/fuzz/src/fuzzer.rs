@@ -320,7 +320,7 @@ impl Fuzzer<'_> {
         if s.untouched() && !died {
             return Ok(());
         }
-        if matches!(self.cfg.server, Server::Cmd(_)) || died {
+        if !matches!(self.cfg.server, Server::Addr(_)) || died {
             return s.restart(died);
         }
         Ok(())

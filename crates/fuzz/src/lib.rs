@@ -17,6 +17,7 @@
 //! Nothing in `strategy`, `chaos`, `case` and `mutate` opens a socket.
 
 pub mod calibrate;
+pub mod cargo_fuzz;
 pub mod case;
 pub mod chaos;
 pub mod coverage;
@@ -32,6 +33,7 @@ mod reproduce;
 pub mod rig;
 pub mod seed;
 mod server;
+pub mod service;
 pub mod stats;
 pub mod strategy;
 pub mod sync;

@@ -276,6 +276,132 @@ pub fn generate(
     Case { seed, edits }
 }
 
+/// Makes a case from a fuzz engine's bytes (libFuzzer's, through cargo-fuzz), deterministically
+/// and so that one changed byte changes one decision, which lets the engine's own coverage guide
+/// it:
+///
+/// - byte 0 picks the seed (of those with a weight), byte 1's low two bits how many edits
+///   follow (0 to 3), each three bytes: its kind, which statement, and a parameter;
+/// - a byte past them says how an intruding client leaves (its low two bits: close,
+///   half-close, reset, stall) and what it sends (the next two: the rest of the bytes, or a
+///   seed's request stream, picked by the top bits, followed by them or with them inserted);
+///   with `echo`, its top two bits both set make it a big echo through a slow reader.
+///
+/// Fewer bytes make fewer decisions: none at all is the seed unchanged.
+pub fn decode(
+    data: &[u8],
+    seeds: &[Seed],
+    shapes: &[Shape],
+    streams: &[Vec<u8>],
+    echo: bool,
+) -> Case {
+    let live: Vec<usize> = (0..shapes.len())
+        .filter(|&i| shapes[i].weight > 0.0)
+        .collect();
+    let byte = |i: usize| data.get(i).copied().unwrap_or(0);
+    let seed = match live.len() {
+        0 => 0,
+        n => live[usize::from(byte(0)) % n],
+    };
+    let shape = &shapes[seed];
+    let n = usize::from(byte(1) & 3);
+    let mut edits: Vec<Edit> = Vec::new();
+    let mut at = 2;
+    for _ in 0..n {
+        let Some(&[kind, pick, param]) = data
+            .get(at..at + 3)
+            .and_then(|b| <&[u8; 3]>::try_from(b).ok())
+        else {
+            break;
+        };
+        at += 3;
+        let one = |list: &[usize]| (!list.is_empty()).then(|| list[usize::from(pick) % list.len()]);
+        let edit = match kind % 5 {
+            0 => (!shape.sends.is_empty()).then(|| {
+                let (step, len) = shape.sends[usize::from(pick) % shape.sends.len()];
+                let min = len.div_ceil(MAX_PIECES).max(1);
+                let chunk = (1 + u64::from(param) % len).max(min);
+                let gap = if len.div_ceil(chunk) <= MAX_GAPPED_PIECES {
+                    [0, 0, 0, 0, 200, 500, 1000, 2000].map(Duration::from_micros)
+                        [usize::from(pick >> 5)]
+                } else {
+                    Duration::ZERO
+                };
+                Edit::Chunk { step, chunk, gap }
+            }),
+            1 => one(&shape.recvs).map(|step| Edit::Pause {
+                step,
+                pause: Duration::from_millis(1 + u64::from(param) % 10),
+            }),
+            2 => one(&shape.connects).map(|step| Edit::RcvBuf {
+                step,
+                size: [1024, 2048, 4096][usize::from(param) % 3],
+            }),
+            3 => one(&shape.half_closes).map(|step| Edit::HalfClose { step }),
+            _ => {
+                let crowd = seeds[seed].plain.as_ref().filter(|p| {
+                    p.independent && p.baseline.exchange().is_some() && !p.request.is_empty()
+                });
+                if let Some(p) = crowd {
+                    let len = p.request.len() as u64;
+                    return Case {
+                        seed,
+                        edits: vec![Edit::Crowd {
+                            clients: 2 + u32::from(pick) % 3,
+                            chunk: (1 + u64::from(param) % len).max(len.div_ceil(16)),
+                            gap: Duration::ZERO,
+                        }],
+                    };
+                }
+                None
+            }
+        };
+        if let Some(e) = edit.filter(|e| !edits.contains(e)) {
+            edits.push(e);
+        }
+    }
+    if let Some(&how) = data.get(at) {
+        let rest = &data[at + 1..];
+        let stream = (!streams.is_empty()).then(|| &streams[usize::from(how >> 4) % streams.len()]);
+        let mut bytes = match ((how >> 2) & 3, stream) {
+            (2, Some(s)) => [s.as_slice(), rest].concat(),
+            (3, Some(s)) => {
+                let cut = rest.first().map_or(0, |&b| usize::from(b) % (s.len() + 1));
+                [&s[..cut], rest.get(1..).unwrap_or(&[]), &s[cut..]].concat()
+            }
+            _ => rest.to_vec(),
+        };
+        let leave =
+            [Leave::Close, Leave::HalfClose, Leave::Abort, Leave::Stall][usize::from(how & 3)];
+        let mut rcvbuf = None;
+        if echo && how >> 6 == 3 && !bytes.is_empty() {
+            bytes = sockharness::script::Data::Pattern(256 << 10).bytes();
+            rcvbuf = Some(4096);
+        }
+        if leave == Leave::Stall {
+            // As the generator's: silent inside its first line.
+            let line = bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(bytes.len());
+            bytes.truncate(line);
+        }
+        bytes.truncate(MAX_INTRUDER);
+        if !bytes.is_empty() {
+            edits.push(Edit::Intruder(Intruder {
+                mutated: !streams.contains(&bytes),
+                data: bytes,
+                chunk: None,
+                leave,
+                echo,
+                rcvbuf: rcvbuf.filter(|_| matches!(leave, Leave::Close | Leave::HalfClose)),
+                focus: None,
+            }));
+        }
+    }
+    Case { seed, edits }
+}
+
 fn gap(rng: &mut ChaCha8Rng) -> Duration {
     // Mostly none: a gap costs at least a timer tick (1ms), and pieces written back to back
     // already reach a busy server in separate reads often enough.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sockharness::run::{self, Failure, FailureKind, RunOptions, Status};
 use sockharness::sandbox::Isolation;
-use sockharness::script::{self, Scenario};
+use sockharness::script::{self, Scenario, TargetSource};
 
 use super::case::{Case, Edit, Seed};
 use super::fuzzer::{Config, Found, Fuzzer, Phase, Progress, Report, Verdict};
@@ -130,7 +130,7 @@ pub(super) fn conclude(
         (&original, steady(&case)),
     ] {
         let (text, sc) = reproducer(fz, &verdict, seed, &case);
-        let (reproduced, last) = replay(&path, &text, tries, |f| shows(&verdict, f))?;
+        let (reproduced, last) = replay(fz, &path, &text, tries, |f| shows(&verdict, f))?;
         if super::interrupted() {
             break;
         }
@@ -218,7 +218,7 @@ pub(super) fn conclude_leak(
     let tries = 3;
     // Only the descriptor check counts: a server that refuses 300 clients at once has other
     // troubles, not this one.
-    let (reproduced, last) = replay(&path, &text, tries, |f| {
+    let (reproduced, last) = replay(fz, &path, &text, tries, |f| {
         f.statement.starts_with("expect srv.fds")
     })?;
     // Two runs in three, as a server that forks workers under load may hold more descriptors
@@ -292,7 +292,7 @@ fn reproducer(fz: &Fuzzer<'_>, v: &Verdict, seed: &Seed, case: &Case) -> (String
         }
         super::case::append_health(&mut sc, plain);
     }
-    if matches!(v, Verdict::Crash(..)) && matches!(cfg.server, Server::Cmd(_)) {
+    if matches!(v, Verdict::Crash(..)) && !matches!(cfg.server.source(), TargetSource::At(_)) {
         // The server's exit may come just after the last statement.
         super::case::append_crash_check(&mut sc);
     }
@@ -304,8 +304,10 @@ fn reproducer(fz: &Fuzzer<'_>, v: &Verdict, seed: &Seed, case: &Case) -> (String
 }
 
 /// Runs a reproducer `tries` times as `sockharness run` would: how many runs failed, and the
-/// last failure.
+/// last failure. One that aims at an address (an in-process service's) is pointed at a fresh
+/// start of the service each time.
 fn replay(
+    fz: &Fuzzer<'_>,
     path: &Path,
     text: &str,
     tries: u32,
@@ -313,16 +315,26 @@ fn replay(
 ) -> Result<(u32, Option<Failure>), FuzzError> {
     let parsed = script::parse(&path.display().to_string(), text.as_bytes())
         .map_err(|d| FuzzError::Internal(format!("a reproducer does not parse:\n{d}")))?;
+    let in_process = matches!(fz.cfg.server, Server::Service(_))
+        && matches!(fz.cfg.server.source(), TargetSource::At(_));
     let mut failed = 0;
     let mut last = None;
     for _ in 0..tries {
         if super::interrupted() {
             break;
         }
+        let mut sc = parsed.clone();
+        let isolation = if in_process {
+            fz.fresh()?;
+            super::case::retarget(&mut sc, &fz.source());
+            Isolation::Never
+        } else {
+            Isolation::Auto
+        };
         let r = run::run_with(
-            &parsed,
+            &sc,
             &RunOptions {
-                isolation: Isolation::Auto,
+                isolation,
                 capture: false,
                 ..RunOptions::default()
             },
@@ -349,7 +361,13 @@ fn reproducer_text(cfg: &Config, v: &Verdict, how: &str, sc: &Scenario) -> Strin
     out.push_str(&format!(" (--seed {}).\n", cfg.seed));
     out.push_str(&format!("# Failure: {}\n", comment(&describe(v))));
     out.push_str(&format!("# How: {}\n", comment(how)));
-    out.push_str("# Reproduce: sockharness run THIS_FILE (it fails while the bug is there)\n");
+    match (&cfg.server, cfg.server.source()) {
+        (Server::Service(s), TargetSource::At(a)) => out.push_str(&format!(
+            "# Reproduce: serve {} at {a}, then sockharness run THIS_FILE (or give its address: --target NAME=@ADDR); it fails while the bug is there\n",
+            s.name()
+        )),
+        _ => out.push_str("# Reproduce: sockharness run THIS_FILE (it fails while the bug is there)\n"),
+    }
     out.push_str(&sc.to_string());
     out
 }

@@ -9,6 +9,7 @@ use sockharness::process::{self as target, Process};
 use sockharness::script::TargetSource;
 
 use super::coverage::Map;
+use super::service::{Instance, Service};
 use super::FuzzError;
 
 /// Which server to fuzz.
@@ -18,6 +19,8 @@ pub enum Server {
     Cmd(String),
     /// A server already running on the loopback.
     Addr(SocketAddr),
+    /// A Rust service run in this process, on a thread of its own.
+    Service(Service),
 }
 
 impl Server {
@@ -29,9 +32,21 @@ impl Server {
                 ready: None,
             },
             Server::Addr(a) => TargetSource::At(*a),
+            Server::Service(s) => {
+                s.replay_source()
+                    .cloned()
+                    .unwrap_or(TargetSource::At(SocketAddr::from((
+                        [127, 0, 0, 1],
+                        DEFAULT_PORT,
+                    ))))
+            }
         }
     }
 }
+
+/// The port a reproducer of an in-process service without a way to start it aims at: the
+/// user points it at theirs with `sockharness run --target`.
+const DEFAULT_PORT: u16 = 8080;
 
 /// Kills the server under test at once (SIGKILL to its process group): for a process about to
 /// exit without unwinding, such as on a second Ctrl-C.
@@ -46,6 +61,8 @@ const READY: Duration = Duration::from_secs(10);
 pub(super) struct Running {
     server: Server,
     process: Option<Process>,
+    /// An in-process service's thread.
+    service: Option<Instance>,
     addr: SocketAddr,
     /// Times it was started again after dying (not the deliberate fresh starts).
     pub(super) restarts: u32,
@@ -66,9 +83,10 @@ impl Running {
         let mut r = Running {
             server: server.clone(),
             process: None,
+            service: None,
             addr: match server {
                 Server::Addr(a) => *a,
-                Server::Cmd(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+                Server::Cmd(_) | Server::Service(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
             },
             restarts: 0,
             starts: 0,
@@ -96,10 +114,24 @@ impl Running {
     }
 
     fn launch_now(&mut self, first: bool) -> Result<(), FuzzError> {
-        let Server::Cmd(command) = &self.server else {
-            return TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
-                .map(drop)
-                .map_err(|e| FuzzError::Server(format!("nothing answers at {}: {e}", self.addr)));
+        let command = match &self.server {
+            Server::Cmd(command) => command,
+            Server::Addr(_) => {
+                return TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+                    .map(drop)
+                    .map_err(|e| {
+                        FuzzError::Server(format!("nothing answers at {}: {e}", self.addr))
+                    })
+            }
+            Server::Service(s) => {
+                let instance = s.spawn().map_err(|e| {
+                    FuzzError::Server(format!("cannot start the service {}: {e}", s.name()))
+                })?;
+                self.addr = instance.addr;
+                self.service = Some(instance);
+                self.untouched.set(true);
+                return Ok(());
+            }
         };
         let port = target::free_port().map_err(|e| FuzzError::Server(e.to_string()))?;
         // AFL++'s runtime attaches the map it finds in __AFL_SHM_ID at start.
@@ -158,6 +190,11 @@ impl Running {
     /// How it exited, if it did (`None` while it runs, and always for a server at an address,
     /// whose process is not ours to watch).
     pub(super) fn exited(&mut self) -> Option<String> {
+        if let Some(s) = &self.service {
+            return s
+                .exited()
+                .then(|| "the service's future returned or panicked".to_string());
+        }
         let p = self.process.as_mut()?;
         p.exited().map(|s| format!("{s}{}", tail(p)))
     }
@@ -170,7 +207,7 @@ impl Running {
     /// Whether it still answers: its process lives, or (at an address) it accepts a connection.
     pub(super) fn alive(&mut self) -> bool {
         match &self.server {
-            Server::Cmd(_) => self.exited().is_none(),
+            Server::Cmd(_) | Server::Service(_) => self.exited().is_none(),
             Server::Addr(a) => TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok(),
         }
     }
@@ -191,9 +228,7 @@ impl Running {
             )));
         }
         let began = Instant::now();
-        if let Some(mut p) = self.process.take() {
-            p.terminate(target::TERM_GRACE);
-        }
+        self.stop();
         self.restarts += u32::from(died);
         self.starting += began.elapsed();
         // A server that died and cannot start again ends the run with what broke it.
@@ -209,6 +244,9 @@ impl Running {
     pub(super) fn stop(&mut self) {
         if let Some(mut p) = self.process.take() {
             p.terminate(target::TERM_GRACE);
+        }
+        if let Some(mut s) = self.service.take() {
+            s.stop();
         }
     }
 }

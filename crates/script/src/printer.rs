@@ -390,6 +390,9 @@ impl Display for Statement {
                         }
                     }
                     TargetSource::At(addr) => write!(f, "target {name} at {addr}")?,
+                    TargetSource::Builtin(b) if b.contains('-') => {
+                        write!(f, "target {name} builtin \"{b}\"")?
+                    }
                     TargetSource::Builtin(b) => write!(f, "target {name} builtin {b}")?,
                 }
                 match on {

@@ -411,6 +411,7 @@ pub(super) fn fuzz(args: FuzzArgs) -> Result<ExitCode> {
 fn subject(server: &Server) -> String {
     match server {
         Server::Addr(a) => a.to_string(),
+        Server::Service(s) => s.name().to_string(),
         Server::Cmd(c) => c
             .split_whitespace()
             .find(|w| *w != "exec" && !w.contains('='))

@@ -273,7 +273,14 @@ impl LineParser<'_> {
                     }
                     TargetSource::At(addr)
                 } else if self.eat_ident("builtin") {
-                    let (b, bspan) = self.name("a builtin server: echo, chat or http")?;
+                    // The bug zoo's names have dashes, which names do not: they are quoted.
+                    let (b, bspan) = match self.peek().cloned() {
+                        Some(Tok::Str(b)) => {
+                            self.pos += 1;
+                            (String::from_utf8_lossy(&b).into_owned(), self.prev_span())
+                        }
+                        _ => self.name("a builtin server: echo, chat or http")?,
+                    };
                     if !BUILTINS.contains(&b.as_str()) {
                         return Err(unknown(&b, bspan, &BUILTINS, "builtin server"));
                     }
